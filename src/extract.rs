@@ -1,0 +1,1 @@
+//! Layer extraction (being written).
