@@ -1,5 +1,39 @@
 //! oci-cache: a caching OCI image fetcher for CI step runners.
 //!
-//! (skeleton; filled in module by module)
+//! A fetch resolves an image reference under a caching policy (digests and full semantic
+//! versions are immutable and, once cached, cost no request; other tags cost one manifest
+//! request), then makes every layer present in an on-disk store, one extracted directory per
+//! layer digest. The same Rust API serves the C ABI ([`ffi`]), the `oci-cache` CLI and the tests.
+//!
+//! ```no_run
+//! use oci_cache::{Cache, CacheOptions, FetchOptions};
+//!
+//! let cache = Cache::open("/var/cache/oci-cache", CacheOptions::default())?;
+//! let image = cache.fetch("registry.example/steps/echo:1.2.3", &FetchOptions::default())?;
+//! for layer in &image.layers {
+//!     println!("{} -> {}", layer.digest, layer.path.display());
+//! }
+//! # Ok::<(), oci_cache::Error>(())
+//! ```
 
+pub mod cache;
+pub mod error;
 pub mod extract;
+mod fetch;
+pub mod ffi;
+pub mod logging;
+pub mod manifest;
+pub mod platform;
+pub mod reference;
+mod registry;
+pub mod runtime;
+pub mod store;
+
+pub use cache::{
+    Cache, CacheOptions, CacheStatus, FetchOptions, Image, ImageOutcome, ImageStatus, Layer,
+    LayerOutcome, LayerStatus, LogTarget, CACHE_ENV,
+};
+pub use error::{Error, ErrorCode, Result};
+pub use platform::Platform;
+pub use reference::{ImageReference, Mutability};
+pub use runtime::CancelToken;

@@ -1,0 +1,421 @@
+//! The cache handle: the Rust API that the C ABI, the CLI and the tests all use.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use tracing::{debug, warn};
+
+use crate::error::{Error, Result};
+use crate::extract::Limits;
+use crate::logging::{self, LogCallback, SinkGuard};
+use crate::manifest::Manifest;
+use crate::platform::{self, Platform};
+use crate::reference::ImageReference;
+use crate::registry::{Registries, RegistryOptions};
+use crate::runtime::{self, CancelToken};
+use crate::store::Store;
+
+/// The environment variable that turns caching off when set to `false`, `0`, `no` or `off`.
+pub const CACHE_ENV: &str = "CI_STEPS_OCI_CACHE";
+
+/// Options of a cache handle.
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// The platform to choose from indexes; default: the host's.
+    pub platform: Option<Platform>,
+    /// Registries reached over plain HTTP although not on loopback.
+    pub insecure_registries: Vec<String>,
+    /// How many layers of one image download at once.
+    pub max_concurrent_layers: usize,
+    /// Limits of the extractor.
+    pub limits: Limits,
+    /// Where the handle's log events go, besides any subscriber the host installed itself.
+    pub log: Option<LogTarget>,
+}
+
+/// A log callback and the most verbose level it wants.
+#[derive(Clone)]
+pub struct LogTarget {
+    /// The most verbose level delivered.
+    pub level: tracing::Level,
+    /// Called on the thread that logged; it must not call back into the library.
+    pub callback: LogCallback,
+}
+
+impl std::fmt::Debug for LogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogTarget")
+            .field("level", &self.level)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            platform: None,
+            insecure_registries: Vec::new(),
+            max_concurrent_layers: 4,
+            limits: Limits::default(),
+            log: None,
+        }
+    }
+}
+
+/// Options of one fetch.
+#[derive(Debug, Clone, Default)]
+pub struct FetchOptions {
+    /// The platform to choose from an index, overriding the handle's.
+    pub platform: Option<Platform>,
+    /// A token that cancels the fetch.
+    pub cancel: Option<CancelToken>,
+}
+
+/// How an image was served.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageOutcome {
+    /// Served from the cache with no request.
+    Hit = 0,
+    /// Something had to be fetched.
+    Miss = 1,
+    /// The tag is mutable: one manifest request was made, cached layers were reused.
+    Mutable = 2,
+    /// Caching is disabled.
+    Disabled = 3,
+}
+
+/// How a layer was served.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerOutcome {
+    /// Already extracted in the cache.
+    Hit = 0,
+    /// Downloaded and extracted now.
+    Miss = 1,
+    /// Downloaded into a directory outside the cache, because caching is disabled.
+    Disabled = 2,
+}
+
+impl ImageOutcome {
+    /// The name used in logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageOutcome::Hit => "hit",
+            ImageOutcome::Miss => "miss",
+            ImageOutcome::Mutable => "mutable",
+            ImageOutcome::Disabled => "disabled",
+        }
+    }
+}
+
+/// A fetched image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Image {
+    /// The normalised reference.
+    pub reference: String,
+    /// The digest of the image manifest (for an index: of the chosen platform's manifest).
+    pub manifest_digest: String,
+    /// The digest of the index, when the reference named one.
+    pub index_digest: Option<String>,
+    /// The platform of the chosen manifest, when the reference named an index.
+    pub platform: Option<Platform>,
+    /// How the image was served.
+    pub cache: ImageOutcome,
+    /// The layers, base first.
+    pub layers: Vec<Layer>,
+    /// With caching disabled: the directory that holds this fetch's layers. The caller owns it
+    /// and removes it when done.
+    pub uncached_root: Option<PathBuf>,
+}
+
+/// A layer of a fetched image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layer {
+    /// The blob digest.
+    pub digest: String,
+    /// The blob media type.
+    pub media_type: String,
+    /// The blob size in bytes.
+    pub size: u64,
+    /// The absolute path of the extracted layer directory.
+    pub path: PathBuf,
+    /// How the layer was served.
+    pub cache: LayerOutcome,
+}
+
+/// What the cache holds of one reference, answered without network.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageStatus {
+    /// The normalised reference.
+    pub reference: String,
+    /// True when the manifest and every layer are cached.
+    pub cached: bool,
+    /// The manifest digest, when the manifest is cached.
+    pub manifest_digest: Option<String>,
+    /// Each layer and whether it is present.
+    pub layers: Vec<LayerStatus>,
+}
+
+/// Whether one layer is present.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerStatus {
+    /// The blob digest.
+    pub digest: String,
+    /// True when the layer is extracted in the cache.
+    pub present: bool,
+    /// Where it is (or would be).
+    pub path: PathBuf,
+}
+
+/// The cache as a whole.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheStatus {
+    /// The cache directory.
+    pub dir: PathBuf,
+    /// True when caching is disabled by the environment.
+    pub disabled: bool,
+    /// Total bytes of the files under the cache directory.
+    pub size_bytes: u64,
+    /// Number of extracted layers.
+    pub layers: usize,
+    /// Number of tags recorded.
+    pub images: usize,
+}
+
+/// The state shared by clones of a [`Cache`] and by its running fetches.
+pub(crate) struct CacheInner {
+    pub(crate) dir: PathBuf,
+    pub(crate) store: Option<Store>,
+    pub(crate) registries: Registries,
+    pub(crate) options: CacheOptions,
+    pub(crate) disabled: bool,
+    pub(crate) log_sink: Option<SinkGuard>,
+}
+
+impl CacheInner {
+    /// The span that routes this handle's events to its log callback.
+    pub(crate) fn fetch_span(&self, reference: &ImageReference) -> tracing::Span {
+        let sink = self.log_sink.as_ref().map_or(0, SinkGuard::id);
+        tracing::info_span!("fetch", oci_cache_sink = sink, reference = %reference)
+    }
+}
+
+/// A cache directory opened with options. Cheap to clone; safe to use from many threads.
+#[derive(Clone)]
+pub struct Cache {
+    inner: Arc<CacheInner>,
+}
+
+impl Cache {
+    /// Open the cache at `dir`. When [`CACHE_ENV`] disables caching, one WARN is logged and the
+    /// directory is neither created nor read.
+    pub fn open(dir: impl AsRef<Path>, options: CacheOptions) -> Result<Cache> {
+        let dir = std::path::absolute(dir.as_ref())
+            .map_err(Error::io("resolving cache directory", dir.as_ref()))?;
+        let disabled = disabled_by_env();
+        let log_sink = options
+            .log
+            .as_ref()
+            .map(|log| logging::register(log.level, log.callback.clone()));
+        let sink = log_sink.as_ref().map_or(0, SinkGuard::id);
+        let _span = tracing::info_span!("open", oci_cache_sink = sink).entered();
+
+        let store = if disabled {
+            warn!(variable = CACHE_ENV, dir = %dir.display(), "caching is off: every fetch downloads into a new directory");
+            None
+        } else {
+            Some(Store::open(&dir)?)
+        };
+        debug!(dir = %dir.display(), disabled, "cache opened");
+
+        let registries = Registries::new(RegistryOptions {
+            insecure_registries: options.insecure_registries.clone(),
+        });
+        let inner = CacheInner {
+            dir,
+            store,
+            registries,
+            options,
+            disabled,
+            log_sink,
+        };
+        Ok(Cache {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// True when caching is disabled by the environment.
+    pub fn is_disabled(&self) -> bool {
+        self.inner.disabled
+    }
+
+    /// Fetch `reference`, serving what the policy allows from the cache. Blocks the calling
+    /// thread; the work runs on the library's runtime.
+    pub fn fetch(&self, reference: &str, options: &FetchOptions) -> Result<Image> {
+        let reference = ImageReference::parse(reference)?;
+        let platform = options
+            .platform
+            .clone()
+            .or_else(|| self.inner.options.platform.clone())
+            .unwrap_or_else(Platform::host);
+        let store = match &self.inner.store {
+            Some(store) => store.clone(),
+            None => Store::scratch()?,
+        };
+
+        let inner = Arc::clone(&self.inner);
+        let name = reference.to_string();
+        runtime::block_on(
+            async move { crate::fetch::fetch(&inner, &store, &reference, &platform).await },
+            options.cancel.as_ref(),
+            || Error::Cancelled { reference: name },
+        )
+    }
+
+    /// What the cache holds of `reference`, without network.
+    pub fn image_status(&self, reference: &str) -> Result<ImageStatus> {
+        let reference = ImageReference::parse(reference)?;
+        let mut status = ImageStatus {
+            reference: reference.to_string(),
+            cached: false,
+            manifest_digest: None,
+            layers: Vec::new(),
+        };
+        let Some(store) = &self.inner.store else {
+            return Ok(status);
+        };
+
+        let top = match reference.digest() {
+            Some(digest) => Some(digest.to_string()),
+            None => store.read_tag(&reference)?.map(|record| record.digest),
+        };
+        let Some(top) = top else {
+            return Ok(status);
+        };
+        let Some((digest, manifest)) = local_manifest(store, &top, &self.platform())? else {
+            return Ok(status);
+        };
+
+        status.manifest_digest = Some(digest);
+        status.layers = manifest
+            .layers
+            .iter()
+            .map(|layer| LayerStatus {
+                digest: layer.digest.clone(),
+                present: store.has_layer(&layer.digest),
+                path: store.layer_path(&layer.digest),
+            })
+            .collect();
+        status.cached = status.layers.iter().all(|layer| layer.present);
+        Ok(status)
+    }
+
+    /// The state of the whole cache, without network.
+    pub fn cache_status(&self) -> Result<CacheStatus> {
+        let mut status = CacheStatus {
+            dir: self.inner.dir.clone(),
+            disabled: self.inner.disabled,
+            size_bytes: 0,
+            layers: 0,
+            images: 0,
+        };
+        if let Some(store) = &self.inner.store {
+            status.layers = store.layers()?.len();
+            status.images = store.tags()?.len();
+            status.size_bytes = tree_size(store.root());
+        }
+        Ok(status)
+    }
+
+    fn platform(&self) -> Platform {
+        self.inner
+            .options
+            .platform
+            .clone()
+            .unwrap_or_else(Platform::host)
+    }
+}
+
+/// The image manifest behind `digest` in the store, through an index if need be.
+fn local_manifest(
+    store: &Store,
+    digest: &str,
+    platform: &Platform,
+) -> Result<Option<(String, crate::manifest::ImageManifest)>> {
+    let Some(bytes) = store.read_blob(digest)? else {
+        return Ok(None);
+    };
+    match Manifest::parse(&bytes, None) {
+        Ok(Manifest::Image(image)) => Ok(Some((digest.to_string(), image))),
+        Ok(Manifest::Index(index)) => match platform::choose(&index.manifests, platform) {
+            Some(entry) => local_manifest(store, &entry.digest, platform),
+            None => Ok(None),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
+/// The JSON form of a fetch result, as the CLI prints it with `--json` and the C ABI returns it:
+/// `reference`, `manifest_digest`, `index_digest` (or null), `platform` (`""` when unknown),
+/// `image_cache`, `layers` (`digest`, `media_type`, `size`, `path`, `cache`), and
+/// `uncached_root` (or null).
+pub fn image_json(image: &Image) -> serde_json::Value {
+    let layers: Vec<serde_json::Value> = image
+        .layers
+        .iter()
+        .map(|layer| {
+            serde_json::json!({
+                "digest": layer.digest,
+                "media_type": layer.media_type,
+                "size": layer.size,
+                "path": layer.path,
+                "cache": layer.cache,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "reference": image.reference,
+        "manifest_digest": image.manifest_digest,
+        "index_digest": image.index_digest,
+        "platform": image.platform.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+        "image_cache": image.cache,
+        "layers": layers,
+        "uncached_root": image.uncached_root,
+    })
+}
+
+/// Bytes of the regular files under `path`, not following symlinks.
+fn tree_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| entry.ok())
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
+            Ok(kind) if kind.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// True when [`CACHE_ENV`] says `false`, `0`, `no` or `off`, in any case.
+pub fn disabled_by_env() -> bool {
+    std::env::var(CACHE_ENV)
+        .map(|value| {
+            matches!(
+                value.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | "no" | "off"
+            )
+        })
+        .unwrap_or(false)
+}

@@ -1,0 +1,444 @@
+//! The fetch: resolve a reference to a manifest under the caching policy, then make every layer
+//! present, downloading and extracting the missing ones in one streaming pass each.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::mpsc;
+use tracing::{debug, info, Instrument};
+
+use crate::cache::{CacheInner, Image, ImageOutcome, Layer, LayerOutcome};
+use crate::error::{Error, Result};
+use crate::extract::{self, Compression, Limits};
+use crate::manifest::{Descriptor, ImageManifest, Manifest};
+use crate::platform::{self, Platform};
+use crate::reference::{parse_digest, ImageReference, Mutability};
+use crate::store::Store;
+
+/// Chunks in flight between the download and the extractor of one layer.
+const CHANNEL_CHUNKS: usize = 32;
+
+/// Fetch `reference` for `platform` into `store` (the cache, or a scratch store when caching is
+/// disabled).
+pub(crate) async fn fetch(
+    cache: &CacheInner,
+    store: &Store,
+    reference: &ImageReference,
+    platform: &Platform,
+) -> Result<Image> {
+    let span = cache.fetch_span(reference);
+    async move {
+        let mut fetch = Fetch {
+            cache,
+            store,
+            reference,
+            requests: 0,
+        };
+
+        let (top_digest, top_bytes) = fetch.resolve().await?;
+        let (manifest_digest, manifest, chosen) =
+            fetch.select(&top_digest, &top_bytes, platform).await?;
+        let layers = fetch.layers(&manifest).await?;
+
+        let outcome = fetch.outcome(&layers);
+        let downloaded = layers
+            .iter()
+            .filter(|l| l.cache == LayerOutcome::Miss)
+            .count();
+        info!(
+            manifest = %manifest_digest,
+            image_cache = outcome.name(),
+            layers = layers.len(),
+            downloaded,
+            requests = fetch.requests,
+            "fetch complete"
+        );
+        Ok(Image {
+            reference: reference.to_string(),
+            manifest_digest,
+            index_digest: (top_digest != chosen.digest).then_some(top_digest),
+            platform: chosen.platform,
+            cache: outcome,
+            layers,
+            uncached_root: cache.disabled.then(|| store.root().to_path_buf()),
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// The manifest chosen for the platform.
+struct Chosen {
+    digest: String,
+    platform: Option<Platform>,
+}
+
+/// One fetch in progress: what it works on and how many manifest requests it sent.
+struct Fetch<'a> {
+    cache: &'a CacheInner,
+    store: &'a Store,
+    reference: &'a ImageReference,
+    requests: u32,
+}
+
+impl Fetch<'_> {
+    /// Find the digest and bytes of the manifest or index the reference names, asking the
+    /// registry only as the policy requires.
+    async fn resolve(&mut self) -> Result<(String, Vec<u8>)> {
+        let mutability = self.reference.mutability();
+        let digest = match (self.reference.digest(), mutability) {
+            (Some(digest), _) => Some(digest.to_string()),
+            _ if self.cache.disabled => None,
+            (None, Mutability::MutableTag) => {
+                debug!(
+                    policy = mutability.name(),
+                    "image cache bypassed: tag is mutable"
+                );
+                self.requests += 1;
+                Some(self.cache.registries.resolve_digest(self.reference).await?)
+            }
+            (None, _) => self
+                .store
+                .read_tag(self.reference)?
+                .map(|record| record.digest),
+        };
+
+        if let Some(digest) = &digest {
+            if let Some(bytes) = self.cached_blob(digest)? {
+                debug!(digest = %digest, policy = mutability.name(), "manifest cache hit");
+                self.remember_tag(digest)?;
+                return Ok((digest.clone(), bytes));
+            }
+        }
+
+        debug!(policy = mutability.name(), "manifest cache miss");
+        let target = match &digest {
+            Some(digest) => self.reference.with_digest(digest),
+            None => self.reference.clone(),
+        };
+        let (bytes, digest) = self.get_manifest(&target).await?;
+        self.remember_tag(&digest)?;
+        Ok((digest, bytes))
+    }
+
+    /// Pick the image manifest for `platform` out of an index, or take the manifest as it is.
+    async fn select(
+        &mut self,
+        digest: &str,
+        bytes: &[u8],
+        platform: &Platform,
+    ) -> Result<(String, ImageManifest, Chosen)> {
+        let index = match self.parse(digest, bytes)? {
+            Manifest::Image(image) => {
+                let chosen = Chosen {
+                    digest: digest.to_string(),
+                    platform: None,
+                };
+                return Ok((digest.to_string(), image, chosen));
+            }
+            Manifest::Index(index) => index,
+        };
+
+        let entry = platform::choose(&index.manifests, platform).ok_or_else(|| {
+            Error::NoMatchingPlatform {
+                digest: digest.to_string(),
+                reference: self.reference.to_string(),
+                platform: platform.to_string(),
+                available: platform::describe(&index.manifests),
+            }
+        })?;
+        debug!(index = %digest, manifest = %entry.digest, platform = %platform, "platform chosen");
+
+        let bytes = match self.cached_blob(&entry.digest)? {
+            Some(bytes) => bytes,
+            None => {
+                self.get_manifest(&self.reference.with_digest(&entry.digest))
+                    .await?
+                    .0
+            }
+        };
+        match self.parse(&entry.digest, &bytes)? {
+            Manifest::Image(image) => {
+                let chosen = Chosen {
+                    digest: entry.digest.clone(),
+                    platform: entry.platform.clone(),
+                };
+                Ok((entry.digest.clone(), image, chosen))
+            }
+            Manifest::Index(_) => Err(Error::Unsupported {
+                what: format!("index {digest}"),
+                reference: self.reference.to_string(),
+                detail: "an index entry points at another index".into(),
+            }),
+        }
+    }
+
+    /// Make every layer present, downloading the missing ones concurrently, in manifest order.
+    async fn layers(&self, manifest: &ImageManifest) -> Result<Vec<Layer>> {
+        let bound = self.cache.options.max_concurrent_layers.max(1);
+        // The futures are made first: a closure in `map` trips the compiler's Send inference.
+        let downloads: Vec<_> = manifest.layers.iter().map(|d| self.layer(d)).collect();
+        futures_util::stream::iter(downloads)
+            .buffered(bound)
+            .try_collect()
+            .await
+    }
+
+    async fn layer(&self, descriptor: &Descriptor) -> Result<Layer> {
+        let digest = &descriptor.digest;
+        let mut layer = Layer {
+            digest: digest.clone(),
+            media_type: descriptor.media_type.clone(),
+            size: descriptor.size as u64,
+            path: self.store.layer_path(digest),
+            cache: LayerOutcome::Hit,
+        };
+
+        if self.store.has_layer(digest) {
+            debug!(digest = %digest, outcome = "hit", "layer cache");
+            return Ok(layer);
+        }
+        debug!(digest = %digest, outcome = if self.cache.disabled { "disabled" } else { "miss" }, "layer cache");
+
+        layer.path = download_layer(self.cache, self.store, self.reference, descriptor).await?;
+        layer.cache = if self.cache.disabled {
+            LayerOutcome::Disabled
+        } else {
+            LayerOutcome::Miss
+        };
+        Ok(layer)
+    }
+
+    fn outcome(&self, layers: &[Layer]) -> ImageOutcome {
+        if self.cache.disabled {
+            ImageOutcome::Disabled
+        } else if self.reference.mutability() == Mutability::MutableTag {
+            ImageOutcome::Mutable
+        } else if self.requests == 0 && layers.iter().all(|l| l.cache == LayerOutcome::Hit) {
+            ImageOutcome::Hit
+        } else {
+            ImageOutcome::Miss
+        }
+    }
+
+    /// A cached manifest: never read when caching is disabled (the scratch store is empty).
+    fn cached_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        self.store.read_blob(digest)
+    }
+
+    async fn get_manifest(&mut self, target: &ImageReference) -> Result<(Vec<u8>, String)> {
+        self.requests += 1;
+        let (bytes, digest) = self.cache.registries.get_manifest(target).await?;
+        self.store.write_blob(&digest, &bytes)?;
+        Ok((bytes, digest))
+    }
+
+    fn parse(&self, digest: &str, bytes: &[u8]) -> Result<Manifest> {
+        Manifest::parse(bytes, None).map_err(|detail| Error::Registry {
+            what: format!("manifest {digest}"),
+            reference: self.reference.to_string(),
+            detail,
+        })
+    }
+
+    fn remember_tag(&self, digest: &str) -> Result<()> {
+        match self.reference.tag() {
+            Some(_) if self.reference.digest().is_none() && !self.cache.disabled => {
+                self.store.write_tag(self.reference, digest)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What travels from the download to the extractor.
+enum Chunk {
+    Data(Bytes),
+    End,
+    Failed(String),
+}
+
+/// Download one layer blob and extract it as it arrives, into a staging directory that is
+/// published only when the extraction succeeded and the blob matched its digest and size.
+async fn download_layer(
+    cache: &CacheInner,
+    store: &Store,
+    reference: &ImageReference,
+    descriptor: &Descriptor,
+) -> Result<PathBuf> {
+    let digest = parse_digest(&descriptor.digest).map_err(|detail| Error::Registry {
+        what: "layer descriptor".into(),
+        reference: reference.to_string(),
+        detail,
+    })?;
+    let extract_error = |source| Error::Extract {
+        digest: digest.clone(),
+        reference: reference.to_string(),
+        source,
+    };
+    Compression::from_media_type(&descriptor.media_type).map_err(extract_error)?;
+
+    let staging = store.staging_dir()?;
+    let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
+    let media_type = descriptor.media_type.clone();
+    let limits = cache.options.limits.clone();
+    let span = tracing::Span::current();
+    let extraction = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        extract_staged(staging, receiver, &media_type, &limits)
+    });
+
+    let downloaded = download_blob(cache, reference, descriptor, sender).await;
+    let extracted = extraction
+        .await
+        .map_err(|e| Error::Panic(format!("layer extraction task: {e}")))?;
+
+    match (downloaded, extracted) {
+        (Err(error), _) => Err(error),
+        (Ok(()), Err(source)) => Err(extract_error(source)),
+        (Ok(()), Ok((staging, stats))) => {
+            debug!(digest = %digest, entries = stats.entries, bytes = stats.bytes, "layer extracted");
+            store.publish_layer(staging, &digest)
+        }
+    }
+}
+
+/// Stream the blob into `sender`, hashing and counting every byte. Ends with `Chunk::End` only
+/// when the size and digest match the descriptor; returns Ok when the extractor stopped reading
+/// (its own error explains why).
+async fn download_blob(
+    cache: &CacheInner,
+    reference: &ImageReference,
+    descriptor: &Descriptor,
+    sender: mpsc::Sender<Chunk>,
+) -> Result<()> {
+    let outcome = stream_blob(cache, reference, descriptor, &sender).await;
+    let last = match &outcome {
+        Ok(true) => Chunk::End,
+        Ok(false) => return Ok(()),
+        Err(error) => Chunk::Failed(error.to_string()),
+    };
+    let _ = sender.send(last).await;
+    outcome.map(|_| ())
+}
+
+/// Returns Ok(true) when the whole blob was sent and verified, Ok(false) when the receiver left.
+async fn stream_blob(
+    cache: &CacheInner,
+    reference: &ImageReference,
+    descriptor: &Descriptor,
+    sender: &mpsc::Sender<Chunk>,
+) -> Result<bool> {
+    let what = format!("blob {}", descriptor.digest);
+    let expected = descriptor.size as u64;
+    let integrity = |detail: String| Error::Integrity {
+        what: what.clone(),
+        reference: reference.to_string(),
+        detail,
+    };
+
+    let mut stream = cache.registries.blob_stream(reference, descriptor).await?;
+    if let Some(length) = stream.content_length.filter(|&length| length > expected) {
+        return Err(integrity(format!(
+            "registry announces {length} bytes, the descriptor says {expected}"
+        )));
+    }
+
+    let mut hasher = Sha256::new();
+    let mut received = 0u64;
+    while let Some(item) = stream.next().await {
+        let bytes = match item {
+            Ok(bytes) => bytes,
+            // oci-client reports its own digest check as an error at the end of the stream; ours
+            // below says more, so only a failure before every byte arrived is a network error.
+            Err(_) if received == expected => break,
+            Err(e) => {
+                let detail = crate::registry::error_chain(&e);
+                return Err(Error::Network {
+                    what,
+                    reference: reference.to_string(),
+                    detail,
+                });
+            }
+        };
+
+        received += bytes.len() as u64;
+        if received > expected {
+            return Err(integrity(format!(
+                "blob is longer than the {expected} bytes its descriptor says"
+            )));
+        }
+        hasher.update(&bytes);
+        if sender.send(Chunk::Data(bytes)).await.is_err() {
+            return Ok(false);
+        }
+    }
+
+    if received != expected {
+        return Err(integrity(format!(
+            "blob is {received} bytes, its descriptor says {expected}"
+        )));
+    }
+    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if actual != descriptor.digest {
+        return Err(integrity(format!("digest mismatch (got {actual})")));
+    }
+    Ok(true)
+}
+
+/// Extract the chunks from `receiver` into `staging`; runs on a blocking thread.
+fn extract_staged(
+    staging: tempfile::TempDir,
+    receiver: mpsc::Receiver<Chunk>,
+    media_type: &str,
+    limits: &Limits,
+) -> std::result::Result<(tempfile::TempDir, extract::ExtractStats), extract::ExtractError> {
+    let root = cap_std::fs::Dir::open_ambient_dir(staging.path(), cap_std::ambient_authority())
+        .map_err(|source| extract::ExtractError::Io {
+            entry: String::new(),
+            step: "opening staging directory",
+            source,
+        })?;
+    let reader = ChunkReader {
+        receiver,
+        current: Bytes::new(),
+        ended: false,
+    };
+
+    let stats = extract::extract_layer(reader, media_type, &root, limits)?;
+    Ok((staging, stats))
+}
+
+/// A blocking reader over the chunks of a download.
+struct ChunkReader {
+    receiver: mpsc::Receiver<Chunk>,
+    current: Bytes,
+    ended: bool,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.receiver.blocking_recv() {
+                Some(Chunk::Data(bytes)) => self.current = bytes,
+                Some(Chunk::End) => self.ended = true,
+                Some(Chunk::Failed(reason)) => return Err(std::io::Error::other(reason)),
+                None => {
+                    return Err(std::io::Error::other(
+                        "the download stopped before the end of the blob",
+                    ))
+                }
+            }
+        }
+
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}

@@ -1,0 +1,324 @@
+//! Option handles: `oci_cache_options` for opening a cache, `oci_cache_fetch_options` for one
+//! fetch, and `oci_cache_cancel` tokens.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::sync::Arc;
+
+use super::{
+    guard, oci_cache_error, optional_str, required, required_mut, required_str, ErrorCode,
+};
+use crate::cache::{CacheOptions, FetchOptions, LogTarget};
+use crate::error::Error;
+use crate::logging::LogRecord;
+use crate::platform::Platform;
+use crate::runtime::CancelToken;
+
+/// Option codes for `oci_cache_options_set_string` and `oci_cache_options_set_uint`. Append-only.
+#[repr(u32)]
+#[allow(non_camel_case_types, dead_code)]
+pub enum oci_cache_option {
+    /// String `os/architecture[/variant]`: the platform chosen from indexes (default: the host's).
+    Platform = 1,
+    /// String `host[:port]`: a registry reached over plain HTTP. Repeatable.
+    InsecureRegistry = 2,
+    /// Unsigned: how many layers of one image download at once (default 4, at least 1).
+    MaxConcurrentLayers = 3,
+}
+
+/// Log levels of the log callback.
+#[repr(u32)]
+#[allow(non_camel_case_types, dead_code)]
+pub enum oci_cache_log_level {
+    /// Errors: the library gave up on something.
+    Error = 1,
+    /// Warnings: the user's intent was overridden (caching disabled, ...).
+    Warn = 2,
+    /// One line per completed fetch.
+    Info = 3,
+    /// Every cache decision.
+    Debug = 4,
+    /// Everything, including the HTTP stack's details.
+    Trace = 5,
+}
+
+/// A log callback: `level` is an `oci_cache_log_level`; `target` names the module that logged;
+/// `fields` is a JSON object of the event's fields. The strings are valid only during the call.
+/// It is called from the library's threads and must not call back into the library.
+#[allow(non_camel_case_types)]
+pub type oci_cache_log_callback = Option<
+    unsafe extern "C" fn(
+        userdata: *mut c_void,
+        level: u32,
+        target: *const c_char,
+        message: *const c_char,
+        fields: *const c_char,
+    ),
+>;
+
+/// Options for `oci_cache_open`. Create with `oci_cache_options_new`, free with
+/// `oci_cache_options_free`. Not safe to change from two threads at once.
+#[allow(non_camel_case_types)]
+pub struct oci_cache_options {
+    pub(crate) options: CacheOptions,
+}
+
+/// Options for one `oci_cache_fetch`. Create with `oci_cache_fetch_options_new`, free with
+/// `oci_cache_fetch_options_free`.
+#[allow(non_camel_case_types)]
+pub struct oci_cache_fetch_options {
+    pub(crate) options: FetchOptions,
+}
+
+/// A cancellation token. Any thread may trigger it while a fetch that holds it runs; the fetch
+/// then returns `OCI_CACHE_RESULT_CANCELLED` promptly. Free with `oci_cache_cancel_free` after
+/// the fetches that hold it returned.
+#[allow(non_camel_case_types)]
+pub struct oci_cache_cancel {
+    pub(crate) token: CancelToken,
+}
+
+/// A new set of cache options with the defaults. The caller owns it.
+#[no_mangle]
+pub extern "C" fn oci_cache_options_new() -> *mut oci_cache_options {
+    Box::into_raw(Box::new(oci_cache_options {
+        options: CacheOptions::default(),
+    }))
+}
+
+/// Free cache options. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn oci_cache_options_free(options: *mut oci_cache_options) {
+    if !options.is_null() {
+        // SAFETY: made by `oci_cache_options_new` and freed once, per the ownership rules.
+        drop(unsafe { Box::from_raw(options) });
+    }
+}
+
+/// Set a string option (`OCI_CACHE_OPTION_PLATFORM`, `OCI_CACHE_OPTION_INSECURE_REGISTRY`).
+/// An unknown code, or a code that takes a number, is `OCI_CACHE_RESULT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub extern "C" fn oci_cache_options_set_string(
+    options: *mut oci_cache_options,
+    option: u32,
+    value: *const c_char,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        let value = required_str(value, "value")?;
+
+        match option {
+            1 => options.platform = Some(parse_platform(value)?),
+            2 => options.insecure_registries.push(value.to_string()),
+            other => return Err(unknown_option(other, "a string")),
+        }
+        Ok(())
+    })
+}
+
+/// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`).
+#[no_mangle]
+pub extern "C" fn oci_cache_options_set_uint(
+    options: *mut oci_cache_options,
+    option: u32,
+    value: u64,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+
+        match option {
+            3 if (1..=64).contains(&value) => options.max_concurrent_layers = value as usize,
+            3 => {
+                return Err(Error::InvalidArgument {
+                    name: "value",
+                    reason: format!("max concurrent layers must be from 1 to 64, not {value}"),
+                })
+            }
+            other => return Err(unknown_option(other, "a number")),
+        }
+        Ok(())
+    })
+}
+
+/// Send the cache's log events at `level` and above to `callback`, with `userdata` as its first
+/// argument. `userdata` is passed from the library's threads: the host makes it safe for that.
+/// A NULL `callback` removes the callback.
+#[no_mangle]
+pub extern "C" fn oci_cache_options_set_log_callback(
+    options: *mut oci_cache_options,
+    callback: oci_cache_log_callback,
+    userdata: *mut c_void,
+    level: u32,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        let level = log_level(level)?;
+
+        let Some(callback) = callback else {
+            options.log = None;
+            return Ok(());
+        };
+        let userdata = Userdata(userdata);
+        let callback = Arc::new(move |record: &LogRecord<'_>| {
+            let (target, message, fields) = (
+                super::c_string(record.target),
+                super::c_string(record.message),
+                super::c_string(record.fields),
+            );
+            let level = level_code(record.level);
+            // SAFETY: the host registered this function and vouched for `userdata`; the strings
+            // live until the call returns.
+            unsafe {
+                callback(
+                    userdata.get(),
+                    level,
+                    target.as_ptr(),
+                    message.as_ptr(),
+                    fields.as_ptr(),
+                )
+            };
+        });
+        options.log = Some(LogTarget { level, callback });
+        Ok(())
+    })
+}
+
+/// New fetch options with the defaults. The caller owns them.
+#[no_mangle]
+pub extern "C" fn oci_cache_fetch_options_new() -> *mut oci_cache_fetch_options {
+    Box::into_raw(Box::new(oci_cache_fetch_options {
+        options: FetchOptions::default(),
+    }))
+}
+
+/// Free fetch options. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn oci_cache_fetch_options_free(options: *mut oci_cache_fetch_options) {
+    if !options.is_null() {
+        // SAFETY: made by `oci_cache_fetch_options_new` and freed once.
+        drop(unsafe { Box::from_raw(options) });
+    }
+}
+
+/// Set a string option of one fetch (`OCI_CACHE_OPTION_PLATFORM`).
+#[no_mangle]
+pub extern "C" fn oci_cache_fetch_options_set_string(
+    options: *mut oci_cache_fetch_options,
+    option: u32,
+    value: *const c_char,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        let value = optional_str(value, "value")?;
+
+        match (option, value) {
+            (1, Some(value)) => options.platform = Some(parse_platform(value)?),
+            (1, None) => options.platform = None,
+            (other, _) => return Err(unknown_option(other, "a per-fetch string")),
+        }
+        Ok(())
+    })
+}
+
+/// Let `cancel` cancel the fetches made with these options (NULL removes it). The options keep
+/// their own reference: the token may be freed before them.
+#[no_mangle]
+pub extern "C" fn oci_cache_fetch_options_set_cancel(
+    options: *mut oci_cache_fetch_options,
+    cancel: *const oci_cache_cancel,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        // SAFETY: NULL or a live token, per the docs.
+        options.cancel = unsafe { cancel.as_ref() }.map(|c| c.token.clone());
+        Ok(())
+    })
+}
+
+/// A new, untriggered cancellation token. The caller owns it.
+#[no_mangle]
+pub extern "C" fn oci_cache_cancel_new() -> *mut oci_cache_cancel {
+    Box::into_raw(Box::new(oci_cache_cancel {
+        token: CancelToken::new(),
+    }))
+}
+
+/// Trigger `cancel`; safe from any thread, any number of times. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn oci_cache_cancel_trigger(cancel: *const oci_cache_cancel) {
+    if let Ok(cancel) = required(cancel, "cancel") {
+        cancel.token.cancel();
+    }
+}
+
+/// Free a cancellation token. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn oci_cache_cancel_free(cancel: *mut oci_cache_cancel) {
+    if !cancel.is_null() {
+        // SAFETY: made by `oci_cache_cancel_new` and freed once.
+        drop(unsafe { Box::from_raw(cancel) });
+    }
+}
+
+/// The host's opaque pointer, carried to the library's threads.
+#[derive(Clone, Copy)]
+struct Userdata(*mut c_void);
+
+impl Userdata {
+    fn get(self) -> *mut c_void {
+        self.0
+    }
+}
+
+// SAFETY: the host promises, by registering the callback, that `userdata` may be used from any
+// thread; the library never dereferences it.
+unsafe impl Send for Userdata {}
+// SAFETY: as above.
+unsafe impl Sync for Userdata {}
+
+fn parse_platform(value: &str) -> Result<Platform, Error> {
+    Platform::parse(value).map_err(|reason| Error::InvalidArgument {
+        name: "platform",
+        reason,
+    })
+}
+
+fn unknown_option(code: u32, kind: &str) -> Error {
+    Error::InvalidArgument {
+        name: "option",
+        reason: format!("option code {code} is unknown or does not take {kind}"),
+    }
+}
+
+fn log_level(level: u32) -> Result<tracing::Level, Error> {
+    Ok(match level {
+        1 => tracing::Level::ERROR,
+        2 => tracing::Level::WARN,
+        3 => tracing::Level::INFO,
+        4 => tracing::Level::DEBUG,
+        5 => tracing::Level::TRACE,
+        other => {
+            return Err(Error::InvalidArgument {
+                name: "level",
+                reason: format!("log level {other} is not from 1 (error) to 5 (trace)"),
+            })
+        }
+    })
+}
+
+fn level_code(level: tracing::Level) -> u32 {
+    match level {
+        tracing::Level::ERROR => 1,
+        tracing::Level::WARN => 2,
+        tracing::Level::INFO => 3,
+        tracing::Level::DEBUG => 4,
+        tracing::Level::TRACE => 5,
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_cstr_is_ffi_safe(_: &CStr) {}

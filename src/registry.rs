@@ -1,0 +1,259 @@
+//! The registry client: manifest HEAD and GET, blob streams, and errors mapped to ours.
+//!
+//! One `oci_client::Client` is kept per registry host, because a client keeps the first
+//! credentials it saw for a registry and decides http or https per client. Registries on
+//! loopback use plain HTTP, as Docker does; any other needs to be named insecure.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol, SizedStream};
+use oci_client::errors::OciDistributionError;
+use oci_client::secrets::RegistryAuth;
+use oci_client::Client;
+
+use crate::error::{Error, Result};
+use crate::manifest::{self, Descriptor};
+use crate::reference::ImageReference;
+
+const USER_AGENT: &str = concat!("oci-cache/", env!("CARGO_PKG_VERSION"));
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// Registries (`host[:port]`) reached over plain HTTP although not on loopback.
+    pub insecure_registries: Vec<String>,
+}
+
+/// Clients for the registries a cache talks to.
+pub struct Registries {
+    options: RegistryOptions,
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+impl Registries {
+    /// Registries reached with `options`.
+    pub fn new(options: RegistryOptions) -> Registries {
+        Registries {
+            options,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Ask for the digest of the manifest `reference` points at (a HEAD request).
+    pub async fn resolve_digest(&self, reference: &ImageReference) -> Result<String> {
+        let what = "manifest";
+        let client = self.client(reference.registry())?;
+
+        let digest = client
+            .fetch_manifest_digest(&reference.to_client_reference(), &RegistryAuth::Anonymous)
+            .await
+            .map_err(|e| map_error(e, what, reference))?;
+        crate::reference::parse_digest(&digest).map_err(|reason| Error::Registry {
+            what: what.to_string(),
+            reference: reference.to_string(),
+            detail: format!("the registry answered with an invalid digest: {reason}"),
+        })
+    }
+
+    /// Get the manifest or index `reference` points at: its exact bytes and their digest,
+    /// checked against the reference's digest when it has one.
+    pub async fn get_manifest(&self, reference: &ImageReference) -> Result<(Vec<u8>, String)> {
+        let what = match reference.digest() {
+            Some(digest) => format!("manifest {digest}"),
+            None => "manifest".to_string(),
+        };
+        let client = self.client(reference.registry())?;
+
+        let (bytes, digest) = client
+            .pull_manifest_raw(
+                &reference.to_client_reference(),
+                &RegistryAuth::Anonymous,
+                manifest::ACCEPTED,
+            )
+            .await
+            .map_err(|e| map_error(e, &what, reference))?;
+
+        // The whole body is already in memory here: oci-client offers no bounded read.
+        if bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES {
+            return Err(Error::Registry {
+                what,
+                reference: reference.to_string(),
+                detail: format!(
+                    "manifest is {} bytes, more than the {} allowed",
+                    bytes.len(),
+                    manifest::MAX_MANIFEST_BYTES
+                ),
+            });
+        }
+        Ok((bytes.to_vec(), digest))
+    }
+
+    /// Open a stream of the blob `descriptor` of `reference`'s repository.
+    pub async fn blob_stream(
+        &self,
+        reference: &ImageReference,
+        descriptor: &Descriptor,
+    ) -> Result<SizedStream> {
+        let what = format!("blob {}", descriptor.digest);
+        let client = self.client(reference.registry())?;
+        let layer = oci_client::manifest::OciDescriptor {
+            media_type: descriptor.media_type.clone(),
+            digest: descriptor.digest.clone(),
+            size: descriptor.size,
+            ..Default::default()
+        };
+
+        client
+            .store_auth_if_needed(reference.registry(), &RegistryAuth::Anonymous)
+            .await;
+        client
+            .pull_blob_stream(&reference.to_client_reference(), &layer)
+            .await
+            .map_err(|e| map_error(e, &what, reference))
+    }
+
+    fn client(&self, registry: &str) -> Result<Client> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(registry) {
+            return Ok(client.clone());
+        }
+
+        let protocol = if is_loopback(registry)
+            || self
+                .options
+                .insecure_registries
+                .iter()
+                .any(|r| r == registry)
+        {
+            ClientProtocol::Http
+        } else {
+            ClientProtocol::Https
+        };
+        let config = ClientConfig {
+            protocol,
+            user_agent: USER_AGENT,
+            connect_timeout: Some(Duration::from_secs(30)),
+            read_timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        let client = Client::try_from(config).map_err(|e| Error::Network {
+            what: "registry client".to_string(),
+            reference: registry.to_string(),
+            detail: format!("cannot build an HTTP client: {e}"),
+        })?;
+        clients.insert(registry.to_string(), client.clone());
+        Ok(client)
+    }
+}
+
+/// Loopback registries (`localhost`, `127.0.0.0/8`, `::1`) speak plain HTTP.
+fn is_loopback(registry: &str) -> bool {
+    let host = match registry.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => registry.split(':').next().unwrap_or_default(),
+    };
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Map a client error to ours, keeping the registry's words and the transport's causes.
+pub(crate) fn map_error(
+    error: OciDistributionError,
+    what: &str,
+    reference: &ImageReference,
+) -> Error {
+    use OciDistributionError as E;
+
+    let (what, reference) = (what.to_string(), reference.to_string());
+    match error {
+        E::ImageManifestNotFoundError(_) => Error::NotFound { what, reference },
+        E::RegistryError { ref envelope, .. } => {
+            let codes: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|e| format!("{:?}", e.code))
+                .collect();
+            let detail = error.to_string();
+            if codes
+                .iter()
+                .any(|c| c.contains("Unknown") || c == "NotFound")
+            {
+                Error::NotFound { what, reference }
+            } else if codes.iter().any(|c| c == "Unauthorized" || c == "Denied") {
+                Error::Unauthorized {
+                    what,
+                    reference,
+                    detail,
+                }
+            } else {
+                Error::Registry {
+                    what,
+                    reference,
+                    detail,
+                }
+            }
+        }
+        E::ServerError { code: 404, .. } => Error::NotFound { what, reference },
+        E::UnauthorizedError { .. }
+        | E::AuthenticationFailure(_)
+        | E::ServerError {
+            code: 401 | 403, ..
+        } => Error::Unauthorized {
+            what,
+            reference,
+            detail: error.to_string(),
+        },
+        E::DigestError(e) => Error::Integrity {
+            what,
+            reference,
+            detail: e.to_string(),
+        },
+        E::RequestError(e) => Error::Network {
+            what,
+            reference,
+            detail: error_chain(&e),
+        },
+        E::IoError(e) => Error::Network {
+            what,
+            reference,
+            detail: error_chain(&e),
+        },
+        other => Error::Registry {
+            what,
+            reference,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// An error and all its causes, joined by ": ".
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        assert!(is_loopback("localhost:5000"));
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("127.8.9.1"));
+        assert!(is_loopback("[::1]:5000"));
+        assert!(!is_loopback("registry.example:5000"));
+        assert!(!is_loopback("10.0.0.1:5000"));
+    }
+}

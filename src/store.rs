@@ -1,0 +1,280 @@
+//! The on-disk store: content by digest, extracted layers, tag records, and atomic publish.
+//!
+//! ```text
+//! <root>/
+//!   oci-cache-layout        layout version ("1")
+//!   blobs/sha256/<hex>      manifests, indexes and configs, verified, as served
+//!   layers/sha256/<hex>/    one extracted layer per digest, published by rename
+//!   tags/<hex>.json         last digest seen for a tag, keyed by sha256("registry/repo:tag")
+//!   staging/                private work directories and files, renamed into place when done
+//! ```
+//!
+//! Nothing under `blobs/`, `layers/` or `tags/` is ever written in place: each entry is written
+//! in `staging/` and renamed over, so a reader sees either nothing or a complete, verified entry.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::reference::ImageReference;
+
+const LAYOUT_FILE: &str = "oci-cache-layout";
+const LAYOUT_VERSION: &str = "1";
+
+/// What the store remembers of a tag.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagRecord {
+    /// The reference as `registry/repository:tag`.
+    pub reference: String,
+    /// The digest of the manifest or index the tag pointed at.
+    pub digest: String,
+}
+
+/// A cache directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Open the store at `root`, creating its layout if it is new.
+    pub fn open(root: &Path) -> Result<Store> {
+        let root =
+            std::path::absolute(root).map_err(Error::io("resolving cache directory", root))?;
+        for dir in ["blobs/sha256", "layers/sha256", "tags", "staging"] {
+            let path = root.join(dir);
+            fs::create_dir_all(&path).map_err(Error::io("creating cache directory", &path))?;
+        }
+
+        let layout = root.join(LAYOUT_FILE);
+        match fs::read_to_string(&layout) {
+            Ok(version) if version.trim() == LAYOUT_VERSION => {}
+            Ok(version) => {
+                return Err(Error::Io {
+                    step: "checking cache layout",
+                    path: layout.display().to_string(),
+                    source: std::io::Error::other(format!(
+                        "layout version {:?} is not supported (expected {LAYOUT_VERSION})",
+                        version.trim()
+                    )),
+                })
+            }
+            Err(_) => write_atomically(&root, &layout, LAYOUT_VERSION.as_bytes())?,
+        }
+        Ok(Store { root })
+    }
+
+    /// A store in a new private directory under the system's temporary directory, for fetches
+    /// with caching disabled. The caller owns the directory and removes it.
+    pub fn scratch() -> Result<Store> {
+        let dir = tempfile::Builder::new()
+            .prefix("oci-cache-uncached-")
+            .tempdir()
+            .map_err(Error::io(
+                "creating uncached output directory",
+                std::env::temp_dir(),
+            ))?;
+        Store::open(&dir.keep())
+    }
+
+    /// The cache's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a verified blob (manifest, index, config) is kept.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root.join("blobs").join(digest_path(digest))
+    }
+
+    /// Where an extracted layer is kept.
+    pub fn layer_path(&self, digest: &str) -> PathBuf {
+        self.root.join("layers").join(digest_path(digest))
+    }
+
+    /// The bytes of a cached blob, if present.
+    pub fn read_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(digest);
+        match fs::read(&path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("reading cached blob", &path)(e)),
+        }
+    }
+
+    /// Keep `bytes` as the blob `digest`, after checking that they hash to it.
+    pub fn write_blob(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let actual = sha256_digest(bytes);
+        if actual != digest {
+            return Err(Error::Integrity {
+                what: format!("blob {digest}"),
+                reference: self.root.display().to_string(),
+                detail: format!("refusing to store: content hashes to {actual}"),
+            });
+        }
+        write_atomically(&self.root, &self.blob_path(digest), bytes)
+    }
+
+    /// True when the layer `digest` is extracted and published.
+    pub fn has_layer(&self, digest: &str) -> bool {
+        self.layer_path(digest).is_dir()
+    }
+
+    /// A new private directory in `staging/`, removed when dropped.
+    pub fn staging_dir(&self) -> Result<tempfile::TempDir> {
+        let staging = self.root.join("staging");
+        tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(&staging)
+            .map_err(Error::io("creating staging directory", &staging))
+    }
+
+    /// Publish an extracted, verified layer by renaming its staging directory into place. When
+    /// another fetch published the same digest first, that copy is kept and this one removed.
+    pub fn publish_layer(&self, staging: tempfile::TempDir, digest: &str) -> Result<PathBuf> {
+        let target = self.layer_path(digest);
+
+        // A directory's entries reach the disk with the directory's own sync; doing it once here
+        // is what makes the rename publish complete content after a crash.
+        let dir =
+            fs::File::open(staging.path()).map_err(Error::io("opening staging", staging.path()))?;
+        dir.sync_all()
+            .map_err(Error::io("syncing staging", staging.path()))?;
+
+        match fs::rename(staging.path(), &target) {
+            Ok(()) => {
+                let _ = staging.keep();
+                Ok(target)
+            }
+            Err(_) if target.is_dir() => Ok(target),
+            Err(e) => Err(Error::io("publishing layer", &target)(e)),
+        }
+    }
+
+    /// The record of a tag, if one was kept.
+    pub fn read_tag(&self, reference: &ImageReference) -> Result<Option<TagRecord>> {
+        let path = self.tag_path(reference);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io("reading tag record", &path)(e)),
+        };
+
+        // A record that does not parse is treated as absent: the registry is asked again.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Remember that `reference`'s tag points at `digest`.
+    pub fn write_tag(&self, reference: &ImageReference, digest: &str) -> Result<()> {
+        let record = TagRecord {
+            reference: tag_key(reference),
+            digest: digest.to_string(),
+        };
+        let bytes = serde_json::to_vec(&record).expect("a tag record serialises");
+        write_atomically(&self.root, &self.tag_path(reference), &bytes)
+    }
+
+    /// All tag records.
+    pub fn tags(&self) -> Result<Vec<TagRecord>> {
+        let dir = self.root.join("tags");
+        let entries = fs::read_dir(&dir).map_err(Error::io("listing tag records", &dir))?;
+        let records = entries
+            .filter_map(|entry| fs::read(entry.ok()?.path()).ok())
+            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
+            .collect();
+        Ok(records)
+    }
+
+    /// The digests of all published layers.
+    pub fn layers(&self) -> Result<Vec<String>> {
+        let dir = self.root.join("layers/sha256");
+        let entries = fs::read_dir(&dir).map_err(Error::io("listing layers", &dir))?;
+        let digests = entries
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .map(|hex| format!("sha256:{hex}"))
+            .collect();
+        Ok(digests)
+    }
+
+    fn tag_path(&self, reference: &ImageReference) -> PathBuf {
+        let key = sha256_digest(tag_key(reference).as_bytes());
+        let hex = key.trim_start_matches("sha256:");
+        self.root.join("tags").join(format!("{hex}.json"))
+    }
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// `sha256:<hex>` as the relative path `sha256/<hex>`. Digests are validated before they get
+/// here (see [`crate::reference::parse_digest`]), so the result is one plain file name deep.
+fn digest_path(digest: &str) -> PathBuf {
+    let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
+    Path::new(algorithm).join(hex)
+}
+
+fn tag_key(reference: &ImageReference) -> String {
+    format!(
+        "{}:{}",
+        reference.name(),
+        reference.tag().unwrap_or_default()
+    )
+}
+
+/// Write `bytes` to a new file in `staging/`, sync it, and rename it over `path`.
+fn write_atomically(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let staging = root.join("staging");
+    let mut file = tempfile::NamedTempFile::new_in(&staging)
+        .map_err(Error::io("creating staging file", &staging))?;
+
+    file.write_all(bytes)
+        .map_err(Error::io("writing staging file", file.path()))?;
+    file.as_file()
+        .sync_all()
+        .map_err(Error::io("syncing staging file", file.path()))?;
+
+    file.persist(path)
+        .map_err(|e| Error::io("publishing file", path)(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_that_does_not_match_its_digest_is_not_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = sha256_digest(b"right");
+
+        assert!(store.write_blob(&digest, b"wrong").is_err());
+        assert_eq!(store.read_blob(&digest).unwrap(), None);
+
+        store.write_blob(&digest, b"right").unwrap();
+        assert_eq!(store.read_blob(&digest).unwrap().unwrap(), b"right");
+    }
+
+    #[test]
+    fn second_publish_of_a_layer_keeps_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let digest = sha256_digest(b"layer");
+
+        let first = store.staging_dir().unwrap();
+        fs::write(first.path().join("a"), "first").unwrap();
+        let second = store.staging_dir().unwrap();
+        fs::write(second.path().join("a"), "second").unwrap();
+
+        let path = store.publish_layer(first, &digest).unwrap();
+        store.publish_layer(second, &digest).unwrap();
+        assert_eq!(fs::read_to_string(path.join("a")).unwrap(), "first");
+        assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+    }
+}
