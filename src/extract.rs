@@ -1,1 +1,0 @@
-//! Layer extraction (being written).
