@@ -199,8 +199,12 @@ pub(crate) struct CacheInner {
 impl CacheInner {
     /// The span that routes this handle's events to its log callback.
     pub(crate) fn fetch_span(&self, reference: &ImageReference) -> tracing::Span {
-        let sink = self.log_sink.as_ref().map_or(0, SinkGuard::id);
-        tracing::info_span!("fetch", oci_cache_sink = sink, reference = %reference)
+        match &self.log_sink {
+            Some(sink) => {
+                tracing::info_span!("fetch", oci_cache_sink = sink.id(), reference = %reference)
+            }
+            None => tracing::info_span!("fetch", reference = %reference),
+        }
     }
 }
 
@@ -221,8 +225,10 @@ impl Cache {
             .log
             .as_ref()
             .map(|log| logging::register(log.level, log.callback.clone()));
-        let sink = log_sink.as_ref().map_or(0, SinkGuard::id);
-        let _span = tracing::info_span!("open", oci_cache_sink = sink).entered();
+        let _span = match &log_sink {
+            Some(sink) => tracing::info_span!("open", oci_cache_sink = sink.id()).entered(),
+            None => tracing::Span::none().entered(),
+        };
 
         let store = if disabled {
             warn!(variable = CACHE_ENV, dir = %dir.display(), "caching is off: every fetch downloads into a new directory");

@@ -261,8 +261,18 @@ enum Chunk {
     Failed(String),
 }
 
+/// What a layer blob must be.
+struct Expected {
+    digest: String,
+    size: u64,
+    /// For error messages: the image reference.
+    reference: String,
+}
+
 /// Download one layer blob and extract it as it arrives, into a staging directory that is
 /// published only when the extraction succeeded and the blob matched its digest and size.
+/// The network side only forwards bytes; hashing, extraction and publishing run on a blocking
+/// thread, so the runtime's workers stay free to notice a cancellation.
 async fn download_layer(
     cache: &CacheInner,
     store: &Store,
@@ -274,41 +284,38 @@ async fn download_layer(
         reference: reference.to_string(),
         detail,
     })?;
-    let extract_error = |source| Error::Extract {
+    Compression::from_media_type(&descriptor.media_type).map_err(|source| Error::Extract {
         digest: digest.clone(),
         reference: reference.to_string(),
         source,
-    };
-    Compression::from_media_type(&descriptor.media_type).map_err(extract_error)?;
+    })?;
 
     let staging = store.staging_dir()?;
     let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
-    let media_type = descriptor.media_type.clone();
+    let expected = Expected {
+        digest,
+        size: descriptor.size as u64,
+        reference: reference.to_string(),
+    };
+    let (store, media_type) = (store.clone(), descriptor.media_type.clone());
     let limits = cache.options.limits.clone();
     let span = tracing::Span::current();
     let extraction = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        extract_staged(staging, receiver, &media_type, &limits)
+        extract_and_publish(&store, staging, receiver, &media_type, &limits, &expected)
     });
 
     let downloaded = download_blob(cache, reference, descriptor, sender).await;
     let extracted = extraction
         .await
         .map_err(|e| Error::Panic(format!("layer extraction task: {e}")))?;
-
-    match (downloaded, extracted) {
-        (Err(error), _) => Err(error),
-        (Ok(()), Err(source)) => Err(extract_error(source)),
-        (Ok(()), Ok((staging, stats))) => {
-            debug!(digest = %digest, entries = stats.entries, bytes = stats.bytes, "layer extracted");
-            store.publish_layer(staging, &digest)
-        }
-    }
+    downloaded?;
+    extracted
 }
 
-/// Stream the blob into `sender`, hashing and counting every byte. Ends with `Chunk::End` only
-/// when the size and digest match the descriptor; returns Ok when the extractor stopped reading
-/// (its own error explains why).
+/// Stream the blob into `sender`, counting bytes. Ends with `Chunk::End` only when every byte
+/// the descriptor announces arrived; returns Ok when the extractor stopped reading (its own
+/// error explains why).
 async fn download_blob(
     cache: &CacheInner,
     reference: &ImageReference,
@@ -325,7 +332,7 @@ async fn download_blob(
     outcome.map(|_| ())
 }
 
-/// Returns Ok(true) when the whole blob was sent and verified, Ok(false) when the receiver left.
+/// Returns Ok(true) when the whole blob was sent, Ok(false) when the receiver left.
 async fn stream_blob(
     cache: &CacheInner,
     reference: &ImageReference,
@@ -342,18 +349,17 @@ async fn stream_blob(
 
     let mut stream = cache.registries.blob_stream(reference, descriptor).await?;
     if let Some(length) = stream.content_length.filter(|&length| length > expected) {
-        return Err(integrity(format!(
-            "registry announces {length} bytes, the descriptor says {expected}"
-        )));
+        let detail = format!("registry announces {length} bytes, the descriptor says {expected}");
+        return Err(integrity(detail));
     }
 
-    let mut hasher = Sha256::new();
     let mut received = 0u64;
     while let Some(item) = stream.next().await {
         let bytes = match item {
             Ok(bytes) => bytes,
-            // oci-client reports its own digest check as an error at the end of the stream; ours
-            // below says more, so only a failure before every byte arrived is a network error.
+            // oci-client reports its own digest check as an error at the end of the stream; the
+            // extractor's check says more, so only a failure before every byte arrived is a
+            // network error.
             Err(_) if received == expected => break,
             Err(e) => {
                 let detail = crate::registry::error_chain(&e);
@@ -367,11 +373,9 @@ async fn stream_blob(
 
         received += bytes.len() as u64;
         if received > expected {
-            return Err(integrity(format!(
-                "blob is longer than the {expected} bytes its descriptor says"
-            )));
+            let detail = format!("blob is longer than the {expected} bytes its descriptor says");
+            return Err(integrity(detail));
         }
-        hasher.update(&bytes);
         if sender.send(Chunk::Data(bytes)).await.is_err() {
             return Ok(false);
         }
@@ -382,41 +386,73 @@ async fn stream_blob(
             "blob is {received} bytes, its descriptor says {expected}"
         )));
     }
-    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if actual != descriptor.digest {
-        return Err(integrity(format!("digest mismatch (got {actual})")));
-    }
     Ok(true)
 }
 
-/// Extract the chunks from `receiver` into `staging`; runs on a blocking thread.
-fn extract_staged(
+/// Extract the chunks from `receiver` into `staging`, check the blob's digest and size, and
+/// publish the layer. Runs on a blocking thread.
+fn extract_and_publish(
+    store: &Store,
     staging: tempfile::TempDir,
     receiver: mpsc::Receiver<Chunk>,
     media_type: &str,
     limits: &Limits,
-) -> std::result::Result<(tempfile::TempDir, extract::ExtractStats), extract::ExtractError> {
-    let root = cap_std::fs::Dir::open_ambient_dir(staging.path(), cap_std::ambient_authority())
-        .map_err(|source| extract::ExtractError::Io {
-            entry: String::new(),
-            step: "opening staging directory",
-            source,
-        })?;
-    let reader = ChunkReader {
-        receiver,
-        current: Bytes::new(),
-        ended: false,
+    expected: &Expected,
+) -> Result<PathBuf> {
+    let extract_error = |source| Error::Extract {
+        digest: expected.digest.clone(),
+        reference: expected.reference.clone(),
+        source,
     };
+    let root = cap_std::fs::Dir::open_ambient_dir(staging.path(), cap_std::ambient_authority())
+        .map_err(Error::io("opening staging directory", staging.path()))?;
+    let mut reader = ChunkReader::new(receiver);
 
-    let stats = extract::extract_layer(reader, media_type, &root, limits)?;
-    Ok((staging, stats))
+    let stats =
+        extract::extract_layer(&mut reader, media_type, &root, limits).map_err(extract_error)?;
+
+    let (digest, size) = reader.finish();
+    if (digest.as_str(), size) != (expected.digest.as_str(), expected.size) {
+        return Err(Error::Integrity {
+            what: format!("blob {}", expected.digest),
+            reference: expected.reference.clone(),
+            detail: format!(
+                "digest mismatch (got {digest}, {size} bytes, expected {} bytes)",
+                expected.size
+            ),
+        });
+    }
+    debug!(digest = %digest, entries = stats.entries, bytes = stats.bytes, "layer extracted");
+    store.publish_layer(staging, &digest)
 }
 
-/// A blocking reader over the chunks of a download.
+/// A blocking reader over the chunks of a download that hashes and counts every byte.
 struct ChunkReader {
     receiver: mpsc::Receiver<Chunk>,
     current: Bytes,
     ended: bool,
+    hasher: Sha256,
+    received: u64,
+}
+
+impl ChunkReader {
+    fn new(receiver: mpsc::Receiver<Chunk>) -> ChunkReader {
+        ChunkReader {
+            receiver,
+            current: Bytes::new(),
+            ended: false,
+            hasher: Sha256::new(),
+            received: 0,
+        }
+    }
+
+    /// The digest and size of every byte received.
+    fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.received,
+        )
+    }
 }
 
 impl Read for ChunkReader {
@@ -426,13 +462,16 @@ impl Read for ChunkReader {
                 return Ok(0);
             }
             match self.receiver.blocking_recv() {
-                Some(Chunk::Data(bytes)) => self.current = bytes,
+                Some(Chunk::Data(bytes)) => {
+                    self.hasher.update(&bytes);
+                    self.received += bytes.len() as u64;
+                    self.current = bytes;
+                }
                 Some(Chunk::End) => self.ended = true,
                 Some(Chunk::Failed(reason)) => return Err(std::io::Error::other(reason)),
                 None => {
-                    return Err(std::io::Error::other(
-                        "the download stopped before the end of the blob",
-                    ))
+                    let reason = "the download stopped before the end of the blob";
+                    return Err(std::io::Error::other(reason));
                 }
             }
         }

@@ -20,6 +20,6 @@ pub mod registry;
 pub mod tree;
 
 pub use image::*;
-pub use push::{Platform, Pushed};
+pub use push::{Platform, Pushed, Remote};
 pub use registry::{Registry, Request};
 pub use tree::{assert_same_tree, gnu_tar_extract, gnu_tar_try_extract};

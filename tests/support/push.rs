@@ -4,7 +4,6 @@ use serde_json::{json, Value};
 
 use super::http::{self, Response};
 use super::image::*;
-use super::registry::Registry;
 
 /// A platform as (os, architecture, variant), e.g. ("linux", "arm64", Some("v8")).
 pub type Platform<'a> = (&'a str, &'a str, Option<&'a str>);
@@ -22,7 +21,20 @@ pub struct Pushed {
     pub size: u64,
 }
 
-impl Registry {
+/// A registry reached over plain HTTP at `host`, for pushing: a [`super::Registry`] this
+/// process started, or one another process runs (the demo and the bindings' tests).
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// `host:port`.
+    pub host: String,
+}
+
+impl Remote {
+    /// The registry's `host:port`.
+    pub fn host(&self) -> String {
+        self.host.clone()
+    }
+
     /// Pushes an image: its layers, its config, then its manifest, tagged `tag` if given and
     /// otherwise pushed by digest.
     ///

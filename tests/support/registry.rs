@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::http;
+use super::push::Remote;
 
 /// The registry program, found on `PATH`.
 const PROGRAM: &str = "docker-registry";
@@ -36,6 +37,16 @@ pub struct Registry {
     child: Child,
     port: u16,
     workdir: TempDir,
+    remote: Remote,
+}
+
+/// Pushing goes through [`Remote`], which a running registry dereferences to.
+impl std::ops::Deref for Registry {
+    type Target = Remote;
+
+    fn deref(&self) -> &Remote {
+        &self.remote
+    }
 }
 
 /// One request served by the registry, as its access log records it.
@@ -97,11 +108,15 @@ impl Registry {
 
             match wait_until_ready(&mut child, port) {
                 Ok(()) => {
+                    let remote = Remote {
+                        host: format!("127.0.0.1:{port}"),
+                    };
                     return Registry {
                         child,
                         port,
                         workdir,
-                    }
+                        remote,
+                    };
                 }
                 Err(StartFailure::Exited(_)) if port_was_taken(workdir.path()) => {
                     if attempt < START_ATTEMPTS {
@@ -116,10 +131,6 @@ impl Registry {
     }
 
     /// The address to reach the registry at: "127.0.0.1:PORT".
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
     /// The registry's storage root directory.
     pub fn storage_root(&self) -> PathBuf {
         self.workdir.path().join("storage")

@@ -1,0 +1,216 @@
+//! A test bed for the demo and the bindings' tests: a real registry on loopback, and sample
+//! step images pushed to it.
+//!
+//! - `testbed serve`: start docker-registry on a free loopback port, print one JSON line
+//!   `{"host": "127.0.0.1:PORT", "log": "/path/registry.log"}`, and keep it running until
+//!   standard input closes.
+//! - `testbed push-sample --registry HOST --repository REPO --tag TAG [--large-mib N]`: push a
+//!   sample step image (an index with the host's platform and a `generic` entry; zstd and gzip
+//!   layers, plus an uncompressed layer of N MiB of random files when asked), print one JSON
+//!   line describing it.
+//! - `testbed demo`: the README's demo: a registry, a sample image, and the `oci-cache` CLI
+//!   fetching it cold and warm, with the registry's request counts.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Read;
+use std::process::Command;
+
+use clap::{Parser, Subcommand};
+use serde_json::json;
+use support::{Compression, Entry, Layer, Registry, Remote};
+
+#[derive(Parser)]
+#[command(about = "A registry and sample images for the demo and the bindings' tests")]
+struct Cli {
+    #[command(subcommand)]
+    command: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Run a registry until standard input closes.
+    Serve,
+    /// Push a sample step image.
+    PushSample {
+        /// The registry's host:port.
+        #[arg(long)]
+        registry: String,
+        /// The repository to push to.
+        #[arg(long)]
+        repository: String,
+        /// The tag to push (more than one: repeat).
+        #[arg(long, required = true)]
+        tag: Vec<String>,
+        /// Add an uncompressed layer of this many MiB of random files.
+        #[arg(long, default_value_t = 0)]
+        large_mib: usize,
+        /// Vary the content so that two pushes differ.
+        #[arg(long, default_value = "hello")]
+        message: String,
+    },
+    /// Run the demo with the CLI at PATH.
+    Demo {
+        /// The oci-cache binary.
+        #[arg(long, default_value = "target/debug/oci-cache")]
+        cli: String,
+    },
+}
+
+fn main() {
+    match Cli::parse().command {
+        Action::Serve => serve(),
+        Action::PushSample {
+            registry,
+            repository,
+            tag,
+            large_mib,
+            message,
+        } => {
+            let remote = Remote { host: registry };
+            let sample = push_sample(&remote, &repository, &tag, large_mib, &message);
+            println!("{sample}");
+        }
+        Action::Demo { cli } => demo(&cli),
+    }
+}
+
+fn serve() {
+    let registry = Registry::start();
+    println!(
+        "{}",
+        json!({ "host": registry.host(), "log": registry.log_path() })
+    );
+
+    // Keep serving until the parent closes our standard input (or dies).
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+/// The layers of the sample step image; `large_mib` adds an uncompressed random layer.
+fn sample_layers(message: &str, large_mib: usize) -> Vec<Layer> {
+    let script = format!("#!/bin/sh\necho '{message}'\n");
+    let step_yml = "spec:\n  inputs: {}\n---\nexec:\n  command: [./run.sh]\n";
+    let mut layers = vec![
+        Layer::build(
+            &[
+                Entry::dir("bin/"),
+                Entry::File {
+                    path: "bin/greet".into(),
+                    contents: script.clone().into(),
+                    mode: 0o755,
+                },
+                Entry::Symlink {
+                    path: "bin/hello".into(),
+                    target: "greet".into(),
+                },
+            ],
+            Compression::Gzip,
+            support::OCI_LAYER_GZIP,
+        ),
+        Layer::build(
+            &[
+                Entry::file("step.yml", step_yml),
+                Entry::File {
+                    path: "run.sh".into(),
+                    contents: script.into(),
+                    mode: 0o755,
+                },
+            ],
+            Compression::Zstd,
+            support::STEP_LAYER_ZSTD,
+        ),
+    ];
+    if large_mib > 0 {
+        layers.push(Layer::random(
+            large_mib << 20,
+            42,
+            Compression::None,
+            support::OCI_LAYER_TAR,
+        ));
+    }
+    layers
+}
+
+/// Push the sample as an index of the host's platform and `generic`, under each tag.
+fn push_sample(
+    remote: &Remote,
+    repository: &str,
+    tags: &[String],
+    large_mib: usize,
+    message: &str,
+) -> serde_json::Value {
+    let layers = sample_layers(message, large_mib);
+    let host = oci_cache::Platform::host();
+    let image = remote.push_image(repository, None, &layers, None, false);
+    let generic = remote.push_image(repository, None, &layers[..2], None, false);
+    let entries = [
+        (
+            image.clone(),
+            (
+                host.os.as_str(),
+                host.architecture.as_str(),
+                host.variant.as_deref(),
+            ),
+        ),
+        (generic, ("generic", "unknown", None)),
+    ];
+
+    let mut index_digest = String::new();
+    for tag in tags {
+        index_digest = remote.push_index(repository, tag, &entries, false);
+    }
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| json!({ "digest": l.digest, "size": l.size() }))
+        .collect();
+    json!({
+        "repository": format!("{}/{repository}", remote.host),
+        "tags": tags,
+        "index_digest": index_digest,
+        "manifest_digest": image.digest,
+        "layers": layers,
+    })
+}
+
+fn demo(cli: &str) {
+    let registry = Registry::start();
+    let repository = "steps/hello";
+    push_sample(
+        &registry,
+        repository,
+        &["1.0.0".into(), "latest".into()],
+        0,
+        "hello from a cached step",
+    );
+    let cache = tempfile::tempdir().expect("a temporary cache directory");
+    println!(
+        "registry on {} (docker-registry), cache in {}\n",
+        registry.host(),
+        cache.path().display()
+    );
+
+    for (what, tag) in [("cold", "1.0.0"), ("warm", "1.0.0"), ("warm", "latest")] {
+        let reference = format!("{}/{repository}:{tag}", registry.host());
+        let before = registry.requests_for(repository).len();
+        println!("=== {what} fetch of {reference}");
+        let status = Command::new(cli)
+            .args(["fetch", "-v", "--cache-dir"])
+            .arg(cache.path())
+            .arg(&reference)
+            .status()
+            .unwrap_or_else(|e| panic!("running {cli}: {e}"));
+        assert!(status.success(), "{cli} failed: {status}");
+
+        let requests = &registry.requests_for(repository)[before..];
+        let listed: Vec<String> = requests
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        println!(
+            "--- the registry served {} request(s): {listed:?}\n",
+            requests.len()
+        );
+    }
+}
