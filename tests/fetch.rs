@@ -429,7 +429,13 @@ fn every_cache_decision_is_logged_at_debug_with_fields() {
 fn cancelled_fetch_of_a_large_layer_returns_promptly_and_leaves_no_partial_layer() {
     let registry = Registry::start();
     let large = Layer::random(192 << 20, 7, Compression::None, support::OCI_LAYER_TAR);
-    registry.push_image("steps/large", Some("1.0.0"), &[large.clone()], None, false);
+    registry.push_image(
+        "steps/large",
+        Some("1.0.0"),
+        std::slice::from_ref(&large),
+        None,
+        false,
+    );
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path());
     let reference = format!("{}/steps/large:1.0.0", registry.host());

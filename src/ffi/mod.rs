@@ -13,6 +13,10 @@
 //!   that returned them is freed.
 //! - No panic crosses the boundary: a panic becomes `OCI_CACHE_RESULT_PANIC`.
 
+// Exported functions take raw pointers from C and check each one before use (NULL, UTF-8);
+// marking them `unsafe fn` would change nothing for their C callers.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
