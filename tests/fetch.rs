@@ -395,8 +395,8 @@ fn every_cache_decision_is_logged_at_debug_with_fields() {
         level: tracing::Level::DEBUG,
         callback: Arc::new(move |record| {
             sink.lock().unwrap().push(format!(
-                "{} {} {}",
-                record.level, record.message, record.fields
+                "{} {} {} {}",
+                record.level, record.target, record.message, record.fields
             ));
         }),
     };
@@ -414,11 +414,25 @@ fn every_cache_decision_is_logged_at_debug_with_fields() {
     fetch(&cache, &reference);
 
     let events = events.lock().unwrap().join("\n");
-    assert!(events.contains("DEBUG manifest cache miss"), "{events}");
-    assert!(events.contains("DEBUG manifest cache hit"), "{events}");
+    assert!(
+        events.contains("DEBUG oci_cache::fetch manifest cache miss"),
+        "{events}"
+    );
+    assert!(
+        events.contains("DEBUG oci_cache::fetch manifest cache hit"),
+        "{events}"
+    );
+    let client = "DEBUG oci_client::client";
+    assert!(
+        events.contains(client),
+        "the registry client's own events: {events}"
+    );
     assert!(events.contains(r#""outcome":"miss""#), "{events}");
     assert!(events.contains(r#""outcome":"hit""#), "{events}");
-    assert!(events.contains("INFO fetch complete"), "{events}");
+    assert!(
+        events.contains("INFO oci_cache::fetch fetch complete"),
+        "{events}"
+    );
     assert!(
         events.contains(&format!(r#""reference":"{reference}""#)),
         "{events}"
