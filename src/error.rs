@@ -44,25 +44,55 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in order.
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::Ok,
+        ErrorCode::InvalidArgument,
+        ErrorCode::InvalidReference,
+        ErrorCode::NotFound,
+        ErrorCode::Unauthorized,
+        ErrorCode::Integrity,
+        ErrorCode::UnsafeLayer,
+        ErrorCode::Network,
+        ErrorCode::Io,
+        ErrorCode::Cancelled,
+        ErrorCode::Unsupported,
+        ErrorCode::NoMatchingPlatform,
+        ErrorCode::Registry,
+        ErrorCode::Closed,
+        ErrorCode::Panic,
+        ErrorCode::NotCached,
+    ];
+
+    /// The code with this number, if this version knows it.
+    pub fn from_u32(code: u32) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| *c as u32 == code)
+    }
+
     /// A short lowercase name of the code, stable for logs and JSON.
     pub fn name(self) -> &'static str {
+        self.c_name().to_str().expect("code names are ASCII")
+    }
+
+    /// The name as a static C string, for the C ABI.
+    pub fn c_name(self) -> &'static std::ffi::CStr {
         match self {
-            ErrorCode::Ok => "ok",
-            ErrorCode::InvalidArgument => "invalid_argument",
-            ErrorCode::InvalidReference => "invalid_reference",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Integrity => "integrity",
-            ErrorCode::UnsafeLayer => "unsafe_layer",
-            ErrorCode::Network => "network",
-            ErrorCode::Io => "io",
-            ErrorCode::Cancelled => "cancelled",
-            ErrorCode::Unsupported => "unsupported",
-            ErrorCode::NoMatchingPlatform => "no_matching_platform",
-            ErrorCode::Registry => "registry",
-            ErrorCode::Closed => "closed",
-            ErrorCode::Panic => "panic",
-            ErrorCode::NotCached => "not_cached",
+            ErrorCode::Ok => c"ok",
+            ErrorCode::InvalidArgument => c"invalid_argument",
+            ErrorCode::InvalidReference => c"invalid_reference",
+            ErrorCode::NotFound => c"not_found",
+            ErrorCode::Unauthorized => c"unauthorized",
+            ErrorCode::Integrity => c"integrity",
+            ErrorCode::UnsafeLayer => c"unsafe_layer",
+            ErrorCode::Network => c"network",
+            ErrorCode::Io => c"io",
+            ErrorCode::Cancelled => c"cancelled",
+            ErrorCode::Unsupported => c"unsupported",
+            ErrorCode::NoMatchingPlatform => c"no_matching_platform",
+            ErrorCode::Registry => c"registry",
+            ErrorCode::Closed => c"closed",
+            ErrorCode::Panic => c"panic",
+            ErrorCode::NotCached => c"not_cached",
         }
     }
 }

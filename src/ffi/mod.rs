@@ -77,11 +77,9 @@ pub extern "C" fn oci_cache_error_free(error: *mut oci_cache_error) {
 /// version does not know.
 #[no_mangle]
 pub extern "C" fn oci_cache_result_name(code: u32) -> *const c_char {
-    let name: &'static CStr = match code_from_u32(code) {
-        Some(code) => static_name(code),
-        None => c"unknown",
-    };
-    name.as_ptr()
+    ErrorCode::from_u32(code)
+        .map_or(c"unknown", ErrorCode::c_name)
+        .as_ptr()
 }
 
 /// The ABI version of the loaded library, to compare with `OCI_CACHE_ABI_VERSION`.
@@ -206,49 +204,4 @@ pub(crate) fn check_out<T>(out: *mut *mut T, name: &'static str) -> Result<(), E
 pub(crate) fn c_string(text: impl Into<String>) -> CString {
     let text: String = text.into();
     CString::new(text.replace('\0', " ")).unwrap_or_default()
-}
-
-fn code_from_u32(code: u32) -> Option<ErrorCode> {
-    use ErrorCode::*;
-    const ALL: [ErrorCode; 16] = [
-        Ok,
-        InvalidArgument,
-        InvalidReference,
-        NotFound,
-        Unauthorized,
-        Integrity,
-        UnsafeLayer,
-        Network,
-        Io,
-        Cancelled,
-        Unsupported,
-        NoMatchingPlatform,
-        Registry,
-        Closed,
-        Panic,
-        NotCached,
-    ];
-    ALL.into_iter().find(|c| *c as u32 == code)
-}
-
-fn static_name(code: ErrorCode) -> &'static CStr {
-    use ErrorCode::*;
-    match code {
-        Ok => c"ok",
-        InvalidArgument => c"invalid_argument",
-        InvalidReference => c"invalid_reference",
-        NotFound => c"not_found",
-        Unauthorized => c"unauthorized",
-        Integrity => c"integrity",
-        UnsafeLayer => c"unsafe_layer",
-        Network => c"network",
-        Io => c"io",
-        Cancelled => c"cancelled",
-        Unsupported => c"unsupported",
-        NoMatchingPlatform => c"no_matching_platform",
-        Registry => c"registry",
-        Closed => c"closed",
-        Panic => c"panic",
-        NotCached => c"not_cached",
-    }
 }
