@@ -201,14 +201,25 @@ impl Fetch<'_> {
             debug!(digest = %digest, outcome = "hit", "layer cache");
             return Ok(layer);
         }
-        debug!(digest = %digest, outcome = if self.cache.disabled { "disabled" } else { "miss" }, "layer cache");
+        if self.cache.disabled {
+            debug!(digest = %digest, outcome = "disabled", "layer cache");
+            layer.path = download_layer(self.cache, self.store, self.reference, descriptor).await?;
+            layer.cache = LayerOutcome::Disabled;
+            return Ok(layer);
+        }
 
+        // The layer may be on its way: wait for whoever downloads it, then look again. (The
+        // digest was validated when the manifest was parsed, so it names a plain file.)
+        let _lock = crate::lock::lock_layer(self.store.layer_lock_path(digest)).await?;
+        if self.store.has_layer(digest) {
+            debug!(digest = %digest, outcome = "hit", waited = true, "layer cache");
+            return Ok(layer);
+        }
+
+        let reclaimed = self.store.reclaim_staging(digest)?;
+        debug!(digest = %digest, outcome = "miss", reclaimed, "layer cache");
         layer.path = download_layer(self.cache, self.store, self.reference, descriptor).await?;
-        layer.cache = if self.cache.disabled {
-            LayerOutcome::Disabled
-        } else {
-            LayerOutcome::Miss
-        };
+        layer.cache = LayerOutcome::Miss;
         Ok(layer)
     }
 
@@ -290,7 +301,7 @@ async fn download_layer(
         source,
     })?;
 
-    let staging = store.staging_dir()?;
+    let staging = store.staging_dir(&digest)?;
     let (sender, receiver) = mpsc::channel(CHANNEL_CHUNKS);
     let expected = Expected {
         digest,

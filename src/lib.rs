@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 mod fetch;
 pub mod ffi;
+mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod platform;

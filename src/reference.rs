@@ -401,8 +401,8 @@ mod tests {
             "3.2",
             "pipeline-1234567",
             "v1.2.3",
-            "1.2.3+build",
             "01.2.3",
+            "1.2",
         ] {
             let reference = parse(&format!("r.io/x:{tag}"));
             assert_eq!(reference.mutability(), Mutability::MutableTag, "{tag}");
@@ -415,6 +415,7 @@ mod tests {
         assert!(reason("Alpine").contains("lowercase"));
         assert!(reason("r.io/x:").contains("tag after ':' is empty"));
         assert!(reason("r.io/x:-bad").contains("must not start"));
+        assert!(reason("r.io/x:1.2.3+build").contains("may only hold"));
         assert!(reason("r.io/x@sha256:abc").contains("64"));
         assert!(reason("r.io/x@md5:abc").contains("not supported"));
         assert!(reason(&format!("r.io/x@{}", DIGEST.to_uppercase())).contains("algorithm"));

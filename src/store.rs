@@ -7,6 +7,7 @@
 //!   layers/sha256/<hex>/    one extracted layer per digest, published by rename
 //!   tags/<hex>.json         last digest seen for a tag, keyed by sha256("registry/repo:tag")
 //!   staging/                private work directories and files, renamed into place when done
+//!   locks/sha256/<hex>      lock files: whoever holds one downloads that layer (see `lock`)
 //! ```
 //!
 //! Nothing under `blobs/`, `layers/` or `tags/` is ever written in place: each entry is written
@@ -45,7 +46,13 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store> {
         let root =
             std::path::absolute(root).map_err(Error::io("resolving cache directory", root))?;
-        for dir in ["blobs/sha256", "layers/sha256", "tags", "staging"] {
+        for dir in [
+            "blobs/sha256",
+            "layers/sha256",
+            "tags",
+            "staging",
+            "locks/sha256",
+        ] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io("creating cache directory", &path))?;
         }
@@ -124,13 +131,37 @@ impl Store {
         self.layer_path(digest).is_dir()
     }
 
-    /// A new private directory in `staging/`, removed when dropped.
-    pub fn staging_dir(&self) -> Result<tempfile::TempDir> {
+    /// The lock file that grants the right to download the layer `digest`.
+    pub fn layer_lock_path(&self, digest: &str) -> PathBuf {
+        self.root.join("locks").join(digest_path(digest))
+    }
+
+    /// A new private directory in `staging/` for the layer `digest`, removed when dropped.
+    pub fn staging_dir(&self, digest: &str) -> Result<tempfile::TempDir> {
         let staging = self.root.join("staging");
         tempfile::Builder::new()
-            .prefix("layer-")
+            .prefix(&staging_prefix(digest))
             .tempdir_in(&staging)
             .map_err(Error::io("creating staging directory", &staging))
+    }
+
+    /// Remove what fetches that died left in `staging/` for the layer `digest`. Only the holder
+    /// of the layer's lock may call this: every other staging directory of that digest then
+    /// belongs to a process that no longer runs.
+    pub fn reclaim_staging(&self, digest: &str) -> Result<usize> {
+        let staging = self.root.join("staging");
+        let prefix = staging_prefix(digest);
+        let entries = fs::read_dir(&staging).map_err(Error::io("listing staging", &staging))?;
+
+        let mut reclaimed = 0;
+        for entry in entries.filter_map(|entry| entry.ok()) {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).map_err(Error::io("removing debris", &path))?;
+                reclaimed += 1;
+            }
+        }
+        Ok(reclaimed)
     }
 
     /// Publish an extracted, verified layer by renaming its staging directory into place. When
@@ -219,6 +250,10 @@ fn digest_path(digest: &str) -> PathBuf {
     Path::new(algorithm).join(hex)
 }
 
+fn staging_prefix(digest: &str) -> String {
+    format!("layer-{}-", digest.trim_start_matches("sha256:"))
+}
+
 fn tag_key(reference: &ImageReference) -> String {
     format!(
         "{}:{}",
@@ -267,14 +302,27 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         let digest = sha256_digest(b"layer");
 
-        let first = store.staging_dir().unwrap();
+        let first = store.staging_dir(&digest).unwrap();
         fs::write(first.path().join("a"), "first").unwrap();
-        let second = store.staging_dir().unwrap();
+        let second = store.staging_dir(&digest).unwrap();
         fs::write(second.path().join("a"), "second").unwrap();
 
         let path = store.publish_layer(first, &digest).unwrap();
         store.publish_layer(second, &digest).unwrap();
         assert_eq!(fs::read_to_string(path.join("a")).unwrap(), "first");
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn reclaim_removes_only_the_digests_debris() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (dead, alive) = (sha256_digest(b"dead"), sha256_digest(b"alive"));
+        let debris = store.staging_dir(&dead).unwrap().keep();
+        let other = store.staging_dir(&alive).unwrap();
+
+        assert_eq!(store.reclaim_staging(&dead).unwrap(), 1);
+        assert!(!debris.exists());
+        assert!(other.path().exists());
     }
 }
