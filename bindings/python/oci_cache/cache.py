@@ -1,0 +1,358 @@
+"""The cache handle: open a cache directory, fetch images through it, report what it holds."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Optional, Union, overload
+
+from . import _logging
+from ._lib import (
+    OPTION_INSECURE_REGISTRY,
+    OPTION_MAX_CONCURRENT_LAYERS,
+    OPTION_PLATFORM,
+    CachePtr,
+    ImagePtr,
+    ReportPtr,
+    call,
+    encode,
+    lib,
+    new,
+    text,
+)
+from .errors import ClosedError, InvalidArgumentError
+from .results import CacheStatus, Image, ImageStatus, Layer, LayerStatus, Outcome
+
+# oci_cache_outcome -> the name Image.cache and Layer.cache use.
+_OUTCOMES = {0: "hit", 1: "miss", 2: "mutable", 3: "disabled"}
+
+_CLOSED_MESSAGE = "the cache handle is closed"
+
+# How long the exit-time close waits for cancelled fetches of daemon threads to return.
+_EXIT_WAIT_SECONDS = 5.0
+
+
+class CancelToken:
+    """A token that cancels the fetches it is given to.
+
+    `cancel()` may be called from any thread, any number of times; a fetch holding the token
+    then raises `CancelledError` promptly. A triggered token stays triggered: a later fetch
+    with it is cancelled at once.
+    """
+
+    def __init__(self) -> None:
+        pointer = new(lib.oci_cache_cancel_new)
+        self._pointer = pointer
+        self._cancelled = False
+        # Fetches keep their own reference to the token, so freeing it with this object is safe.
+        self._free = weakref.finalize(self, lib.oci_cache_cancel_free, pointer)
+        self._free.atexit = False
+
+    def cancel(self) -> None:
+        """Cancel the fetches that hold this token. Safe from any thread."""
+        self._cancelled = True
+        lib.oci_cache_cancel_trigger(self._pointer)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once `cancel()` was called."""
+        return self._cancelled
+
+    def __repr__(self) -> str:
+        return f"CancelToken(cancelled={self._cancelled})"
+
+
+class _OpenHandle:
+    """An `oci_cache*` and the calls running on it.
+
+    The C ABI forbids closing a handle while a call uses it, so every call goes through `use()`
+    and `close()` waits until none is running. It holds no reference to the `Cache`, so that it
+    can close the handle when the `Cache` is garbage-collected or the interpreter exits.
+    """
+
+    def __init__(self, pointer: Any, log_registration: int) -> None:
+        self._pointer = pointer
+        self._log_registration = log_registration
+        self._running = 0
+        self._running_tokens: list[CancelToken] = []
+        self._closed = False
+        self._idle = threading.Condition()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @contextmanager
+    def use(self, cancel: Optional[CancelToken] = None) -> Iterator[Any]:
+        """The C handle, for one call that `cancel` can stop; raises `ClosedError` once
+        `close()` began."""
+        with self._idle:
+            if self._closed:
+                raise ClosedError(_CLOSED_MESSAGE)
+            self._running += 1
+            if cancel is not None:
+                self._running_tokens.append(cancel)
+        try:
+            yield self._pointer
+        finally:
+            with self._idle:
+                self._running -= 1
+                if cancel is not None:
+                    self._running_tokens.remove(cancel)
+                self._idle.notify_all()
+
+    def close(self) -> None:
+        """Refuse new calls, wait for running ones, then close the C handle. Idempotent."""
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+            self._idle.wait_for(lambda: self._running == 0)
+        self._release()
+
+    def finalize(self) -> None:
+        """Close when the `Cache` is collected or the interpreter exits.
+
+        At exit, daemon threads may still be fetching. Once the interpreter finalises, a log
+        event from such a fetch would enter it from a library thread, which kills the process,
+        so their fetches are cancelled and given a moment to return before the handle closes.
+        If one does not return, the handle is left open rather than freed under it.
+        """
+        with self._idle:
+            if self._closed:
+                return
+            self._closed = True
+            for token in self._running_tokens:
+                token.cancel()
+            idle = self._idle.wait_for(lambda: self._running == 0, timeout=_EXIT_WAIT_SECONDS)
+        if idle:
+            self._release()
+        else:
+            _logging.unregister(self._log_registration)
+
+    def _release(self) -> None:
+        pointer, self._pointer = self._pointer, None
+        if pointer:
+            lib.oci_cache_close(pointer)
+        # After the close, so that events logged while closing still arrive.
+        _logging.unregister(self._log_registration)
+
+
+class Cache:
+    """A cache directory, opened with options; the entry point of the library.
+
+    `dir` is created if missing. `platform` (`os/architecture[/variant]`) is chosen from image
+    indexes instead of the host's; `insecure_registries` lists `host[:port]` registries reached
+    over plain HTTP (loopback registries always are); `max_concurrent_layers` (1 to 64, default
+    4) bounds the layers of one image downloaded at once.
+
+    The library's log events go to `logger` (default: the `oci_cache` logger) at the levels
+    that logger enables when the cache opens; each record carries `oci_cache_target` (the Rust
+    module) and `oci_cache_fields` (the event's fields, a dict).
+
+    A cache may be used from many threads at once. Close it with `close()`, or use it as a
+    context manager. With `CI_STEPS_OCI_CACHE=false` in the environment the directory is not
+    touched and every fetch downloads into a new directory (`Image.uncached_root`).
+    """
+
+    def __init__(
+        self,
+        dir: Union[str, os.PathLike[str]],
+        *,
+        platform: Optional[str] = None,
+        insecure_registries: Iterable[str] = (),
+        max_concurrent_layers: Optional[int] = None,
+        logger: Optional[logging.Logger] = None,
+    ) -> None:
+        if isinstance(insecure_registries, (str, bytes)):
+            raise TypeError("insecure_registries is a list of host[:port], not one string")
+        if logger is None:
+            logger = logging.getLogger(_logging.DEFAULT_LOGGER_NAME)
+        dir_bytes = encode(dir, "dir")
+
+        options = new(lib.oci_cache_options_new)
+        log_registration = _logging.register(logger)
+        pointer = CachePtr()
+        try:
+            if platform is not None:
+                value = encode(platform, "platform")
+                call(lib.oci_cache_options_set_string, options, OPTION_PLATFORM, value)
+            for registry in insecure_registries:
+                value = encode(registry, "insecure_registries")
+                call(lib.oci_cache_options_set_string, options, OPTION_INSECURE_REGISTRY, value)
+            if max_concurrent_layers is not None:
+                count = _unsigned(max_concurrent_layers, "max_concurrent_layers")
+                call(lib.oci_cache_options_set_uint, options, OPTION_MAX_CONCURRENT_LAYERS, count)
+
+            level = _logging.library_level(logger)
+            userdata = ctypes.c_void_p(log_registration)
+            call(
+                lib.oci_cache_options_set_log_callback,
+                options,
+                _logging.CALLBACK,
+                userdata,
+                level,
+            )
+
+            call(lib.oci_cache_open, dir_bytes, options, ctypes.byref(pointer))
+        except BaseException:
+            _logging.unregister(log_registration)
+            raise
+        finally:
+            lib.oci_cache_options_free(options)
+
+        self._dir = Path(os.fspath(dir))
+        self._handle = _OpenHandle(pointer, log_registration)
+        self._finalizer = weakref.finalize(self, self._handle.finalize)
+
+    @property
+    def dir(self) -> Path:
+        """The cache directory, as given."""
+        return self._dir
+
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called."""
+        return self._handle.closed
+
+    def close(self) -> None:
+        """Close the cache. Waits for calls running on other threads to return first; later
+        calls raise `ClosedError`. Calling it again does nothing. Results already returned
+        stay valid. Not to be called from a handler of this cache's own log records: a fetch
+        that is logging would wait for that handler, and the handler for the fetch."""
+        self._handle.close()
+        self._finalizer.detach()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(
+        self,
+        kind: Optional[type[BaseException]],
+        value: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"Cache({str(self._dir)!r}, {state})"
+
+    def fetch(
+        self,
+        reference: str,
+        platform: Optional[str] = None,
+        *,
+        cancel: Optional[CancelToken] = None,
+    ) -> Image:
+        """Fetch `reference` through the cache and return where its layers are extracted.
+
+        A full version tag (`1.2.3`) or a digest is served from the cache with no request once
+        cached; another tag (`latest`, `1.2`) costs one manifest request. `platform` overrides
+        the cache's platform for this fetch. `cancel` lets another thread stop the fetch
+        (`CancelledError`). Blocks the calling thread (other Python threads keep running);
+        raises an `OciCacheError` subclass on failure.
+        """
+        reference_bytes = encode(reference, "reference")
+        options = new(lib.oci_cache_fetch_options_new)
+        image = ImagePtr()
+        try:
+            if platform is not None:
+                value = encode(platform, "platform")
+                call(lib.oci_cache_fetch_options_set_string, options, OPTION_PLATFORM, value)
+            # A token of our own when the caller gave none: closing at exit cancels through it.
+            if cancel is None:
+                cancel = CancelToken()
+            call(lib.oci_cache_fetch_options_set_cancel, options, cancel._pointer)
+
+            with self._handle.use(cancel) as cache:
+                call(lib.oci_cache_fetch, cache, reference_bytes, options, ctypes.byref(image))
+            return _read_image(image)
+        finally:
+            lib.oci_cache_image_free(image)
+            lib.oci_cache_fetch_options_free(options)
+
+    @overload
+    def status(self, reference: str) -> ImageStatus: ...
+
+    @overload
+    def status(self, reference: None = None) -> CacheStatus: ...
+
+    def status(self, reference: Optional[str] = None) -> Union[ImageStatus, CacheStatus]:
+        """What the cache holds, without network: of `reference` (an `ImageStatus`), or of the
+        whole cache when `reference` is None (a `CacheStatus`)."""
+        reference_bytes = None if reference is None else encode(reference, "reference")
+        report = ReportPtr()
+        try:
+            with self._handle.use() as cache:
+                call(lib.oci_cache_status, cache, reference_bytes, ctypes.byref(report))
+            fields = json.loads(text(lib.oci_cache_report_json(report)))
+        finally:
+            lib.oci_cache_report_free(report)
+
+        if reference is None:
+            return CacheStatus(
+                dir=Path(fields["dir"]),
+                disabled=fields["disabled"],
+                size_bytes=fields["size_bytes"],
+                layers=fields["layers"],
+                images=fields["images"],
+            )
+        return ImageStatus(
+            reference=fields["reference"],
+            cached=fields["cached"],
+            manifest_digest=fields["manifest_digest"],
+            layers=tuple(
+                LayerStatus(
+                    digest=layer["digest"], present=layer["present"], path=Path(layer["path"])
+                )
+                for layer in fields["layers"]
+            ),
+        )
+
+
+def _read_image(image: Any) -> Image:
+    """Copy a fetched image out of its handle (which the caller frees)."""
+    layers = tuple(
+        Layer(
+            digest=text(lib.oci_cache_image_layer_digest(image, index)),
+            media_type=text(lib.oci_cache_image_layer_media_type(image, index)),
+            size=lib.oci_cache_image_layer_size(image, index),
+            path=Path(text(lib.oci_cache_image_layer_path(image, index))),
+            cache=_outcome(lib.oci_cache_image_layer_cache_outcome(image, index)),
+        )
+        for index in range(lib.oci_cache_image_layer_count(image))
+    )
+
+    # The C ABI has no accessor for the uncached root; the JSON form carries it.
+    uncached_root = json.loads(text(lib.oci_cache_image_json(image))).get("uncached_root")
+    return Image(
+        reference=text(lib.oci_cache_image_reference(image)),
+        manifest_digest=text(lib.oci_cache_image_manifest_digest(image)),
+        platform=text(lib.oci_cache_image_platform(image)),
+        cache=_outcome(lib.oci_cache_image_cache_outcome(image)),
+        layers=layers,
+        uncached_root=None if uncached_root is None else Path(uncached_root),
+    )
+
+
+def _outcome(code: int) -> Outcome:
+    # A newer library may append outcomes; show them rather than fail the fetch.
+    return _OUTCOMES.get(code, f"unknown({code})")  # type: ignore[return-value]
+
+
+def _unsigned(value: Any, name: str) -> int:
+    """`value` as an integer that fits a uint64; ctypes would wrap a negative one silently."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgumentError(f"invalid argument {name}: expected int, got {type(value)}")
+    if not 0 <= value < 2**64:
+        raise InvalidArgumentError(f"invalid argument {name}: {value} is out of range")
+    return value
