@@ -1,0 +1,28 @@
+// Package ocicache caches OCI images for CI step runners. It wraps the oci-cache library's
+// C ABI (include/oci_cache.h) and copies every result into plain Go values.
+//
+// A [Cache] is an open cache directory. It is safe to use from many goroutines at once, and
+// several caches (in this process or others) may share one directory:
+//
+//	cache, err := ocicache.Open("/var/cache/steps", ocicache.WithLogger(logger))
+//	if err != nil {
+//		return err
+//	}
+//	defer cache.Close()
+//
+//	image, err := cache.Fetch(ctx, "registry.example/steps/hello:1.2.3")
+//	if err != nil {
+//		return err
+//	}
+//	for _, layer := range image.Layers {
+//		fmt.Println(layer.Digest, layer.Path, layer.Cache)
+//	}
+//
+// Errors are of type [*Error]; test them with [errors.Is] against the sentinels
+// ([ErrNotFound], [ErrNetwork], ...). A fetch whose context ends returns an error that matches
+// both [ErrCancelled] and the context's error ([context.Canceled] or
+// [context.DeadlineExceeded]).
+//
+// The library is linked statically from the repository's target/debug directory by default;
+// see README.md for release builds and other locations.
+package ocicache

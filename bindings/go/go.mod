@@ -1,0 +1,3 @@
+module oci-cache/bindings/go
+
+go 1.21
