@@ -177,16 +177,16 @@ where
 
 /// Hand `record` to the sink `sink_id`, or to every sink when the event has no owner.
 fn deliver(record: &LogRecord<'_>, sink_id: Option<u64>) {
-    let callbacks: Vec<LogCallback> = SINKS
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
+    // The callbacks run under the read lock: unregistering takes the write lock, so once a
+    // `SinkGuard` is dropped (a handle closed) its callback is never called again and the host
+    // may free what the callback uses.
+    let sinks = SINKS.read().unwrap_or_else(|e| e.into_inner());
+    let wanted = sinks
         .iter()
         .filter(|sink| record.level <= sink.level)
-        .filter(|sink| sink_id.is_none_or(|id| id == sink.id))
-        .map(|sink| Arc::clone(&sink.callback))
-        .collect();
-    for callback in callbacks {
-        callback(record);
+        .filter(|sink| sink_id.is_none_or(|id| id == sink.id));
+    for sink in wanted {
+        (sink.callback)(record);
     }
 }
 
