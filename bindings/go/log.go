@@ -75,10 +75,11 @@ func ocicacheDeliverLog(handle C.uintptr_t, level C.uint32_t, target, message, f
 	sink.deliver(slogLevel(level), C.GoString(target), C.GoString(message), C.GoString(fields))
 }
 
-// lookupSink resolves a handle that may have been deleted. The library hands an event to the
-// callbacks it found registered and calls them after releasing its lock, so an event can still
-// arrive just after oci_cache_close returned and Close deleted the handle; cgo.Handle.Value
-// panics on a deleted handle, and such an event is dropped.
+// lookupSink resolves a handle that may have been deleted. The header does not say when a
+// callback stops being called; this library calls none after oci_cache_close returned (it
+// runs callbacks under the lock that closing takes), but should an event still arrive for a
+// deleted handle, cgo.Handle.Value would panic on a library thread and end the process: the
+// event is dropped instead.
 func lookupSink(handle uintptr) (sink *logSink, ok bool) {
 	defer func() {
 		if recover() != nil {
