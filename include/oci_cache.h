@@ -82,6 +82,9 @@ enum oci_cache_option
   OCI_CACHE_OPTION_INSECURE_REGISTRY = 2,
   // Unsigned: how many layers of one image download at once (default 4, at least 1).
   OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS = 3,
+  // Unsigned, milliseconds: how long a registry connection may send nothing before the
+  // request fails and is retried (default 60000).
+  OCI_CACHE_OPTION_READ_TIMEOUT_MS = 4,
 };
 #ifndef __cplusplus
 typedef uint32_t oci_cache_option;
@@ -280,7 +283,8 @@ oci_cache_result oci_cache_options_set_string(oci_cache_options *options,
                                               const char *value,
                                               oci_cache_error **error_out);
 
-// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`).
+// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
+// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`).
 oci_cache_result oci_cache_options_set_uint(oci_cache_options *options,
                                             uint32_t option,
                                             uint64_t value,

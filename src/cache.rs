@@ -28,6 +28,9 @@ pub struct CacheOptions {
     pub insecure_registries: Vec<String>,
     /// How many layers of one image download at once.
     pub max_concurrent_layers: usize,
+    /// How long a registry connection may send nothing before the request fails (it is then
+    /// retried, a few times, with growing pauses).
+    pub read_timeout: std::time::Duration,
     /// Limits of the extractor.
     pub limits: Limits,
     /// Where the handle's log events go, besides any subscriber the host installed itself.
@@ -57,6 +60,7 @@ impl Default for CacheOptions {
             platform: None,
             insecure_registries: Vec::new(),
             max_concurrent_layers: 4,
+            read_timeout: std::time::Duration::from_secs(60),
             limits: Limits::default(),
             log: None,
         }
@@ -240,6 +244,8 @@ impl Cache {
 
         let registries = Registries::new(RegistryOptions {
             insecure_registries: options.insecure_registries.clone(),
+            read_timeout: options.read_timeout,
+            ..RegistryOptions::default()
         });
         let inner = CacheInner {
             dir,

@@ -13,6 +13,7 @@ use tracing::{debug, info, Instrument};
 use crate::cache::{CacheInner, Image, ImageOutcome, Layer, LayerOutcome};
 use crate::error::{Error, Result};
 use crate::extract::{self, Compression, Limits};
+use crate::lock::LayerLock;
 use crate::manifest::{Descriptor, ImageManifest, Manifest};
 use crate::platform::{self, Platform};
 use crate::reference::{parse_digest, ImageReference, Mutability};
@@ -203,14 +204,14 @@ impl Fetch<'_> {
         }
         if self.cache.disabled {
             debug!(digest = %digest, outcome = "disabled", "layer cache");
-            layer.path = download_layer(self.cache, self.store, self.reference, descriptor).await?;
+            layer.path = self.download(descriptor, None).await?;
             layer.cache = LayerOutcome::Disabled;
             return Ok(layer);
         }
 
         // The layer may be on its way: wait for whoever downloads it, then look again. (The
         // digest was validated when the manifest was parsed, so it names a plain file.)
-        let _lock = crate::lock::lock_layer(self.store.layer_lock_path(digest)).await?;
+        let lock = crate::lock::lock_layer(self.store.layer_lock_path(digest)).await?;
         if self.store.has_layer(digest) {
             debug!(digest = %digest, outcome = "hit", waited = true, "layer cache");
             return Ok(layer);
@@ -218,9 +219,13 @@ impl Fetch<'_> {
 
         let reclaimed = self.store.reclaim_staging(digest)?;
         debug!(digest = %digest, outcome = "miss", reclaimed, "layer cache");
-        layer.path = download_layer(self.cache, self.store, self.reference, descriptor).await?;
+        layer.path = self.download(descriptor, Some(lock)).await?;
         layer.cache = LayerOutcome::Miss;
         Ok(layer)
+    }
+
+    async fn download(&self, descriptor: &Descriptor, lock: Option<LayerLock>) -> Result<PathBuf> {
+        download_layer(self.cache, self.store, self.reference, descriptor, lock).await
     }
 
     fn outcome(&self, layers: &[Layer]) -> ImageOutcome {
@@ -282,6 +287,8 @@ struct Expected {
 
 /// Download one layer blob and extract it as it arrives, into a staging directory that is
 /// published only when the extraction succeeded and the blob matched its digest and size.
+/// The layer's `lock` moves to the extraction thread: when the fetch is cancelled, the lock is
+/// held until that thread stopped writing into its staging directory and removed it.
 /// The network side only forwards bytes; hashing, extraction and publishing run on a blocking
 /// thread, so the runtime's workers stay free to notice a cancellation.
 async fn download_layer(
@@ -289,6 +296,7 @@ async fn download_layer(
     store: &Store,
     reference: &ImageReference,
     descriptor: &Descriptor,
+    lock: Option<LayerLock>,
 ) -> Result<PathBuf> {
     let digest = parse_digest(&descriptor.digest).map_err(|detail| Error::Registry {
         what: "layer descriptor".into(),
@@ -313,7 +321,10 @@ async fn download_layer(
     let span = tracing::Span::current();
     let extraction = tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        extract_and_publish(&store, staging, receiver, &media_type, &limits, &expected)
+        let published =
+            extract_and_publish(&store, staging, receiver, &media_type, &limits, &expected);
+        drop(lock);
+        published
     });
 
     let downloaded = download_blob(cache, reference, descriptor, sender).await;
@@ -343,61 +354,127 @@ async fn download_blob(
     outcome.map(|_| ())
 }
 
-/// Returns Ok(true) when the whole blob was sent, Ok(false) when the receiver left.
+/// Returns Ok(true) when the whole blob was sent, Ok(false) when the receiver left. A transfer
+/// that breaks off (a reset connection, a stalled server) is resumed where it stopped, with a
+/// Range request, after a pause; the extractor and the hash just see one continuous stream.
 async fn stream_blob(
     cache: &CacheInner,
     reference: &ImageReference,
     descriptor: &Descriptor,
     sender: &mpsc::Sender<Chunk>,
 ) -> Result<bool> {
-    let what = format!("blob {}", descriptor.digest);
-    let expected = descriptor.size as u64;
-    let integrity = |detail: String| Error::Integrity {
-        what: what.clone(),
-        reference: reference.to_string(),
-        detail,
+    let registries = &cache.registries;
+    let mut transfer = Transfer {
+        reference,
+        descriptor,
+        sender,
+        received: 0,
     };
 
-    let mut stream = cache.registries.blob_stream(reference, descriptor).await?;
-    if let Some(length) = stream.content_length.filter(|&length| length > expected) {
-        let detail = format!("registry announces {length} bytes, the descriptor says {expected}");
-        return Err(integrity(detail));
-    }
-
-    let mut received = 0u64;
-    while let Some(item) = stream.next().await {
-        let bytes = match item {
-            Ok(bytes) => bytes,
-            // oci-client reports its own digest check as an error at the end of the stream; the
-            // extractor's check says more, so only a failure before every byte arrived is a
-            // network error.
-            Err(_) if received == expected => break,
-            Err(e) => {
-                let detail = crate::registry::error_chain(&e);
-                return Err(Error::Network {
-                    what,
-                    reference: reference.to_string(),
-                    detail,
-                });
-            }
+    let mut attempt = 1;
+    loop {
+        let error = match transfer.forward(registries).await {
+            Ok(sent) => return Ok(sent),
+            Err(error @ Error::Network { .. }) if attempt < registries.attempts() => error,
+            Err(error) => return Err(error),
         };
 
-        received += bytes.len() as u64;
-        if received > expected {
-            let detail = format!("blob is longer than the {expected} bytes its descriptor says");
-            return Err(integrity(detail));
+        let delay = registries.retry_delay(attempt);
+        tracing::warn!(
+            digest = %descriptor.digest,
+            received = transfer.received,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %error,
+            "blob download interrupted, resuming"
+        );
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+/// One blob on its way to the extractor.
+struct Transfer<'a> {
+    reference: &'a ImageReference,
+    descriptor: &'a Descriptor,
+    sender: &'a mpsc::Sender<Chunk>,
+    /// Bytes already sent to the extractor.
+    received: u64,
+}
+
+impl Transfer<'_> {
+    /// Open the blob at `received` and forward what is new. Ok(true) when the blob is complete,
+    /// Ok(false) when the extractor left; a network error leaves `received` where it stopped.
+    async fn forward(&mut self, registries: &crate::registry::Registries) -> Result<bool> {
+        let expected = self.descriptor.size as u64;
+        let blob = registries
+            .blob_stream(self.reference, self.descriptor, self.received)
+            .await?;
+        let mut stream = blob.stream;
+        if let Some(length) = stream
+            .content_length
+            .filter(|&n| n > expected - blob.offset)
+        {
+            let detail = format!("registry announces {length} bytes from offset {}, the descriptor says {expected} in all", blob.offset);
+            return Err(self.integrity(detail));
         }
-        if sender.send(Chunk::Data(bytes)).await.is_err() {
-            return Ok(false);
+
+        // A server that ignores Range starts over at byte 0: skip what was already sent.
+        let mut skip = self.received - blob.offset;
+        while let Some(item) = stream.next().await {
+            let mut bytes = match item {
+                Ok(bytes) => bytes,
+                // oci-client reports its own digest check as an error at the end of a full
+                // stream; the extractor's check says more.
+                Err(_) if self.received == expected => break,
+                Err(e) => return Err(self.network(crate::registry::error_chain(&e))),
+            };
+            let skipped = skip.min(bytes.len() as u64);
+            skip -= skipped;
+            let bytes = bytes.split_off(skipped as usize);
+            if bytes.is_empty() {
+                continue;
+            }
+
+            self.received += bytes.len() as u64;
+            if self.received > expected {
+                let detail =
+                    format!("blob is longer than the {expected} bytes its descriptor says");
+                return Err(self.integrity(detail));
+            }
+            if self.sender.send(Chunk::Data(bytes)).await.is_err() {
+                return Ok(false);
+            }
+        }
+
+        if self.received != expected {
+            let detail = format!(
+                "blob is {} bytes, its descriptor says {expected}",
+                self.received
+            );
+            return Err(self.integrity(detail));
+        }
+        Ok(true)
+    }
+
+    fn integrity(&self, detail: String) -> Error {
+        Error::Integrity {
+            what: format!("blob {}", self.descriptor.digest),
+            reference: self.reference.to_string(),
+            detail,
         }
     }
 
-    if received != expected {
-        return Err(integrity(format!(
-            "blob is {received} bytes, its descriptor says {expected}"
-        )));
+    fn network(&self, detail: String) -> Error {
+        Error::Network {
+            what: format!(
+                "blob {} (after {} bytes)",
+                self.descriptor.digest, self.received
+            ),
+            reference: self.reference.to_string(),
+            detail,
+        }
     }
-    Ok(true)
 }
 
 /// Extract the chunks from `receiver` into `staging`, check the blob's digest and size, and

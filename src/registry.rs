@@ -21,16 +21,45 @@ use crate::reference::ImageReference;
 const USER_AGENT: &str = concat!("oci-cache/", env!("CARGO_PKG_VERSION"));
 
 /// How to reach registries.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Registries (`host[:port]`) reached over plain HTTP although not on loopback.
     pub insecure_registries: Vec<String>,
+    /// How long a connection may send nothing before the request fails (and is retried).
+    pub read_timeout: Duration,
+    /// How many times one request is tried in all, transient failures included.
+    pub attempts: u32,
+    /// The first pause between two tries; it doubles each time.
+    pub retry_delay: Duration,
 }
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            insecure_registries: Vec::new(),
+            read_timeout: Duration::from_secs(60),
+            attempts: 4,
+            retry_delay: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The longest pause between two tries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Clients for the registries a cache talks to.
 pub struct Registries {
     options: RegistryOptions,
     clients: Mutex<HashMap<String, Client>>,
+}
+
+/// A blob stream, and whether it starts at the requested offset (a Range request the server
+/// honoured) or at byte 0 (the server sent the whole blob).
+pub struct BlobStream {
+    /// The bytes.
+    pub stream: SizedStream,
+    /// The offset of the first byte of `stream` in the blob.
+    pub offset: u64,
 }
 
 impl Registries {
@@ -46,11 +75,13 @@ impl Registries {
     pub async fn resolve_digest(&self, reference: &ImageReference) -> Result<String> {
         let what = "manifest";
         let client = self.client(reference.registry())?;
+        let target = reference.to_client_reference();
 
-        let digest = client
-            .fetch_manifest_digest(&reference.to_client_reference(), &RegistryAuth::Anonymous)
-            .await
-            .map_err(|e| map_error(e, what, reference))?;
+        let digest = self
+            .retry(what, reference, || {
+                client.fetch_manifest_digest(&target, &RegistryAuth::Anonymous)
+            })
+            .await?;
         crate::reference::parse_digest(&digest).map_err(|reason| Error::Registry {
             what: what.to_string(),
             reference: reference.to_string(),
@@ -66,15 +97,13 @@ impl Registries {
             None => "manifest".to_string(),
         };
         let client = self.client(reference.registry())?;
+        let target = reference.to_client_reference();
 
-        let (bytes, digest) = client
-            .pull_manifest_raw(
-                &reference.to_client_reference(),
-                &RegistryAuth::Anonymous,
-                manifest::ACCEPTED,
-            )
-            .await
-            .map_err(|e| map_error(e, &what, reference))?;
+        let (bytes, digest) = self
+            .retry(&what, reference, || {
+                client.pull_manifest_raw(&target, &RegistryAuth::Anonymous, manifest::ACCEPTED)
+            })
+            .await?;
 
         // The whole body is already in memory here: oci-client offers no bounded read.
         if bytes.len() as u64 > manifest::MAX_MANIFEST_BYTES {
@@ -91,28 +120,92 @@ impl Registries {
         Ok((bytes.to_vec(), digest))
     }
 
-    /// Open a stream of the blob `descriptor` of `reference`'s repository.
+    /// Open a stream of the blob `descriptor` of `reference`'s repository, from byte `offset`
+    /// when the server honours a Range request (else from byte 0: see [`BlobStream::offset`]).
     pub async fn blob_stream(
         &self,
         reference: &ImageReference,
         descriptor: &Descriptor,
-    ) -> Result<SizedStream> {
+        offset: u64,
+    ) -> Result<BlobStream> {
+        use oci_client::client::BlobResponse;
+
         let what = format!("blob {}", descriptor.digest);
         let client = self.client(reference.registry())?;
+        let target = reference.to_client_reference();
         let layer = oci_client::manifest::OciDescriptor {
             media_type: descriptor.media_type.clone(),
             digest: descriptor.digest.clone(),
             size: descriptor.size,
             ..Default::default()
         };
-
         client
             .store_auth_if_needed(reference.registry(), &RegistryAuth::Anonymous)
             .await;
-        client
-            .pull_blob_stream(&reference.to_client_reference(), &layer)
-            .await
-            .map_err(|e| map_error(e, &what, reference))
+
+        if offset == 0 {
+            let stream = self
+                .retry(&what, reference, || {
+                    client.pull_blob_stream(&target, &layer)
+                })
+                .await?;
+            return Ok(BlobStream { stream, offset: 0 });
+        }
+        let response = self
+            .retry(&what, reference, || {
+                client.pull_blob_stream_partial(&target, &layer, offset, None)
+            })
+            .await?;
+        Ok(match response {
+            BlobResponse::Partial(stream) => BlobStream { stream, offset },
+            BlobResponse::Full(stream) => BlobStream { stream, offset: 0 },
+        })
+    }
+
+    /// Run `request` until it succeeds, fails for good, or runs out of tries; transient
+    /// failures (transport errors, 5xx, 429) are retried after a pause that doubles each time.
+    async fn retry<T, F, Fut>(
+        &self,
+        what: &str,
+        reference: &ImageReference,
+        request: F,
+    ) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let error = match request().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            if attempt >= self.options.attempts.max(1) || !is_transient(&error) {
+                return Err(map_error(error, what, reference));
+            }
+
+            let delay = self.retry_delay(attempt);
+            tracing::warn!(
+                what,
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %error_chain(&error),
+                "registry request failed, retrying"
+            );
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    /// The pause after failed try `attempt` (1 for the first).
+    pub(crate) fn retry_delay(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        (self.options.retry_delay * factor).min(MAX_RETRY_DELAY)
+    }
+
+    /// How many times a request is tried in all.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.options.attempts.max(1)
     }
 
     fn client(&self, registry: &str) -> Result<Client> {
@@ -136,7 +229,7 @@ impl Registries {
             protocol,
             user_agent: USER_AGENT,
             connect_timeout: Some(Duration::from_secs(30)),
-            read_timeout: Some(Duration::from_secs(60)),
+            read_timeout: Some(self.options.read_timeout),
             ..Default::default()
         };
         let client = Client::try_from(config).map_err(|e| Error::Network {
@@ -156,6 +249,23 @@ fn is_loopback(registry: &str) -> bool {
         None => registry.split(':').next().unwrap_or_default(),
     };
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Failures worth another try: the transport failed, or the registry said it is overloaded or
+/// broken for now (5xx, 429).
+fn is_transient(error: &OciDistributionError) -> bool {
+    use oci_client::errors::OciErrorCode;
+    use OciDistributionError as E;
+
+    match error {
+        E::RequestError(_) | E::IoError(_) => true,
+        E::ServerError { code, .. } => *code == 429 || (500..600).contains(code),
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| e.code == OciErrorCode::Toomanyrequests),
+        _ => false,
+    }
 }
 
 /// Map a client error to ours, keeping the registry's words and the transport's causes.

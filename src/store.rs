@@ -153,12 +153,18 @@ impl Store {
         let prefix = staging_prefix(digest);
         let entries = fs::read_dir(&staging).map_err(Error::io("listing staging", &staging))?;
 
+        // Reclaiming is tidying: a directory that cannot be removed is left for the next try,
+        // and never fails the fetch (its own staging directory is a new one).
         let mut reclaimed = 0;
         for entry in entries.filter_map(|entry| entry.ok()) {
             if entry.file_name().to_string_lossy().starts_with(&prefix) {
                 let path = entry.path();
-                fs::remove_dir_all(&path).map_err(Error::io("removing debris", &path))?;
-                reclaimed += 1;
+                match fs::remove_dir_all(&path) {
+                    Ok(()) => reclaimed += 1,
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "staging debris not removed")
+                    }
+                }
             }
         }
         Ok(reclaimed)

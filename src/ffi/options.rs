@@ -23,6 +23,9 @@ pub enum oci_cache_option {
     InsecureRegistry = 2,
     /// Unsigned: how many layers of one image download at once (default 4, at least 1).
     MaxConcurrentLayers = 3,
+    /// Unsigned, milliseconds: how long a registry connection may send nothing before the
+    /// request fails and is retried (default 60000).
+    ReadTimeoutMs = 4,
 }
 
 /// Log levels of the log callback.
@@ -116,7 +119,8 @@ pub extern "C" fn oci_cache_options_set_string(
     })
 }
 
-/// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`).
+/// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
+/// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`).
 #[no_mangle]
 pub extern "C" fn oci_cache_options_set_uint(
     options: *mut oci_cache_options,
@@ -133,6 +137,15 @@ pub extern "C" fn oci_cache_options_set_uint(
                 return Err(Error::InvalidArgument {
                     name: "value",
                     reason: format!("max concurrent layers must be from 1 to 64, not {value}"),
+                })
+            }
+            4 if (1..=3_600_000).contains(&value) => {
+                options.read_timeout = std::time::Duration::from_millis(value)
+            }
+            4 => {
+                return Err(Error::InvalidArgument {
+                    name: "value",
+                    reason: format!("read timeout must be from 1 to 3600000 ms, not {value}"),
                 })
             }
             other => return Err(unknown_option(other, "a number")),

@@ -13,12 +13,14 @@
 // Not every test uses every fixture.
 #![allow(dead_code, unused_imports)]
 
+pub mod hostile;
 pub mod http;
 pub mod image;
 pub mod push;
 pub mod registry;
 pub mod tree;
 
+pub use hostile::{HostileRegistry, Reply, SeenRequest};
 pub use image::*;
 pub use push::{Platform, Pushed, Remote};
 pub use registry::{Registry, Request};
