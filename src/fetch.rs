@@ -425,8 +425,8 @@ impl Transfer<'_> {
             let mut bytes = match item {
                 Ok(bytes) => bytes,
                 // oci-client reports its own digest check as an error at the end of a full
-                // stream; the extractor's check says more.
-                Err(_) if self.received == expected => break,
+                // stream: the transfer itself ended, and the checks below say more.
+                Err(e) if is_digest_verdict(&e) => break,
                 Err(e) => return Err(self.network(crate::registry::error_chain(&e))),
             };
             let skipped = skip.min(bytes.len() as u64);
@@ -475,6 +475,14 @@ impl Transfer<'_> {
             detail,
         }
     }
+}
+
+/// True when a stream error is oci-client's digest check at the end of a complete response,
+/// not a transport failure.
+fn is_digest_verdict(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>())
 }
 
 /// Extract the chunks from `receiver` into `staging`, check the blob's digest and size, and

@@ -196,6 +196,8 @@ fn assert_refused_as(body: impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static) {
     assert_eq!(error.code(), ErrorCode::Integrity, "{error}");
     assert!(error.to_string().contains(&layer.digest), "{error}");
     assert_nothing_published(dir.path(), &layer);
+    let tries = blob_requests(&registry, &layer).len();
+    assert_eq!(tries, 1, "a complete but wrong answer is not retried");
 }
 
 #[test]
