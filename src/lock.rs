@@ -57,6 +57,21 @@ fn flight(path: &Path) -> Arc<Flight> {
     flight
 }
 
+/// Take the lock file `path` if nobody holds it, without waiting: Some while it is held.
+/// Used to tell debris of dead processes from work in progress.
+pub fn try_lock_file(path: &Path) -> Option<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .ok()?;
+
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    (status == 0).then_some(file)
+}
+
 /// Open `path` and block until this process holds an exclusive `flock` on it.
 fn lock_file(path: &Path) -> Result<File> {
     let file = OpenOptions::new()

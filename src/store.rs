@@ -26,6 +26,9 @@ use crate::reference::ImageReference;
 const LAYOUT_FILE: &str = "oci-cache-layout";
 const LAYOUT_VERSION: &str = "1";
 
+/// A file in `staging/` this old is debris of a killed process: writing one takes milliseconds.
+const STALE_STAGING_FILE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What the store remembers of a tag.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRecord {
@@ -72,7 +75,56 @@ impl Store {
             }
             Err(_) => write_atomically(&root, &layout, LAYOUT_VERSION.as_bytes())?,
         }
-        Ok(Store { root })
+
+        let store = Store { root };
+        store.reclaim_debris();
+        Ok(store)
+    }
+
+    /// Remove what killed processes left in `staging/`: layer directories whose digest nobody
+    /// holds the lock of, and files (manifests, records) older than a minute, which take
+    /// milliseconds to write. Best effort: what cannot be removed now is left for later.
+    fn reclaim_debris(&self) {
+        let staging = self.root.join("staging");
+        let Ok(entries) = fs::read_dir(&staging) else {
+            return;
+        };
+
+        for entry in entries.filter_map(|entry| entry.ok()) {
+            let (path, name) = (
+                entry.path(),
+                entry.file_name().to_string_lossy().into_owned(),
+            );
+            let removed = match entry.file_type() {
+                Ok(kind) if kind.is_dir() => self.reclaim_layer_dir(&path, &name),
+                Ok(_) if is_older_than(&entry, STALE_STAGING_FILE) => {
+                    fs::remove_file(&path).is_ok()
+                }
+                _ => false,
+            };
+            if removed {
+                tracing::debug!(path = %path.display(), "staging debris removed");
+            }
+        }
+    }
+
+    /// Remove the staging directory `name` of a layer when nobody downloads that layer.
+    fn reclaim_layer_dir(&self, path: &Path, name: &str) -> bool {
+        let Some(hex) = name
+            .strip_prefix("layer-")
+            .and_then(|rest| rest.split('-').next())
+        else {
+            return false;
+        };
+        let Ok(digest) = crate::reference::parse_digest(&format!("sha256:{hex}")) else {
+            return false;
+        };
+
+        // Held only while removing: a fetch that wants the layer waits these few moments.
+        let Some(_lock) = crate::lock::try_lock_file(&self.layer_lock_path(&digest)) else {
+            return false;
+        };
+        fs::remove_dir_all(path).is_ok()
     }
 
     /// A store in a new private directory under the system's temporary directory, for fetches
@@ -256,6 +308,11 @@ fn digest_path(digest: &str) -> PathBuf {
     Path::new(algorithm).join(hex)
 }
 
+fn is_older_than(entry: &fs::DirEntry, age: std::time::Duration) -> bool {
+    let modified = entry.metadata().and_then(|m| m.modified());
+    modified.is_ok_and(|time| time.elapsed().is_ok_and(|elapsed| elapsed > age))
+}
+
 fn staging_prefix(digest: &str) -> String {
     format!("layer-{}-", digest.trim_start_matches("sha256:"))
 }
@@ -317,6 +374,21 @@ mod tests {
         store.publish_layer(second, &digest).unwrap();
         assert_eq!(fs::read_to_string(path.join("a")).unwrap(), "first");
         assert_eq!(fs::read_dir(dir.path().join("staging")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn open_removes_layer_debris_that_nobody_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (dead, busy) = (sha256_digest(b"dead"), sha256_digest(b"busy"));
+        let debris = store.staging_dir(&dead).unwrap().keep();
+        let in_progress = store.staging_dir(&busy).unwrap();
+        let _held = crate::lock::try_lock_file(&store.layer_lock_path(&busy)).unwrap();
+
+        Store::open(dir.path()).unwrap();
+
+        assert!(!debris.exists());
+        assert!(in_progress.path().exists());
     }
 
     #[test]
