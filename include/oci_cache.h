@@ -9,6 +9,8 @@
  * - Objects a function creates belong to the caller and are freed with their _free
  *   function (the cache with oci_cache_close). Strings returned by accessors are borrowed
  *   from their object and stay valid until it is freed.
+ * - A handle used after it was freed or closed gives OCI_CACHE_RESULT_CLOSED and is
+ *   not read; freeing a handle twice is ignored.
  * - A cache handle may be used from many threads at once.
  */
 
@@ -59,7 +61,7 @@ enum oci_cache_result
   OCI_CACHE_RESULT_NO_MATCHING_PLATFORM = 11,
   // The registry answered with something that is not valid (bad manifest, bad status).
   OCI_CACHE_RESULT_REGISTRY = 12,
-  // The handle was closed.
+  // The handle was closed or freed (or is not a handle of this library).
   OCI_CACHE_RESULT_CLOSED = 13,
   // A bug: the library panicked. The panic was caught at the boundary.
   OCI_CACHE_RESULT_PANIC = 14,

@@ -35,7 +35,7 @@ pub enum ErrorCode {
     NoMatchingPlatform = 11,
     /// The registry answered with something that is not valid (bad manifest, bad status).
     Registry = 12,
-    /// The handle was closed.
+    /// The handle was closed or freed (or is not a handle of this library).
     Closed = 13,
     /// A bug: the library panicked. The panic was caught at the boundary.
     Panic = 14,
@@ -230,6 +230,13 @@ pub enum Error {
     #[error("the cache handle is closed")]
     Closed,
 
+    /// A C handle that is not live: freed or closed already, or not made by this library.
+    #[error("{name} is not a live handle (closed or freed already?)")]
+    StaleHandle {
+        /// The argument's name.
+        name: &'static str,
+    },
+
     /// A panic caught at the C boundary.
     #[error("internal error (panic): {0}")]
     Panic(String),
@@ -260,7 +267,7 @@ impl Error {
             Error::Cancelled { .. } => ErrorCode::Cancelled,
             Error::Unsupported { .. } => ErrorCode::Unsupported,
             Error::NoMatchingPlatform { .. } => ErrorCode::NoMatchingPlatform,
-            Error::Closed => ErrorCode::Closed,
+            Error::Closed | Error::StaleHandle { .. } => ErrorCode::Closed,
             Error::Panic(_) => ErrorCode::Panic,
             Error::NotCached { .. } => ErrorCode::NotCached,
         }

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 
 use super::{
     check_out, guard, oci_cache_error, oci_cache_fetch_options, oci_cache_image, oci_cache_options,
-    optional_str, put, required, required_str, ErrorCode,
+    optional, optional_str, put, release, required, required_str, ErrorCode,
 };
 use crate::cache::{Cache, CacheOptions, FetchOptions};
 
@@ -36,9 +36,8 @@ pub extern "C" fn oci_cache_open(
     guard(error_out, || {
         check_out(cache_out, "cache_out")?;
         let dir = required_str(dir, "dir")?;
-        // SAFETY: NULL or live options, per the docs.
-        let options =
-            unsafe { options.as_ref() }.map_or_else(CacheOptions::default, |o| o.options.clone());
+        let options = optional(options, "options")?;
+        let options = options.map_or_else(CacheOptions::default, |o| o.options.clone());
 
         let cache = Cache::open(dir, options)?;
         put(cache_out, oci_cache { cache });
@@ -50,10 +49,7 @@ pub extern "C" fn oci_cache_open(
 /// after it closes; results already returned (images, statuses) stay valid.
 #[no_mangle]
 pub extern "C" fn oci_cache_close(cache: *mut oci_cache) {
-    if !cache.is_null() {
-        // SAFETY: made by `oci_cache_open` and closed once, per the ownership rules.
-        drop(unsafe { Box::from_raw(cache) });
-    }
+    release(cache, "cache");
 }
 
 /// Fetch `reference` through the cache, blocking the calling thread until it is complete,
@@ -71,9 +67,8 @@ pub extern "C" fn oci_cache_fetch(
         check_out(image_out, "image_out")?;
         let cache = &required(cache, "cache")?.cache;
         let reference = required_str(reference, "reference")?;
-        // SAFETY: NULL or live options, per the docs.
-        let options =
-            unsafe { options.as_ref() }.map_or_else(FetchOptions::default, |o| o.options.clone());
+        let options = optional(options, "options")?;
+        let options = options.map_or_else(FetchOptions::default, |o| o.options.clone());
 
         let image = cache.fetch(reference, &options)?;
         put(image_out, oci_cache_image::new(image));
@@ -126,8 +121,5 @@ pub extern "C" fn oci_cache_report_json(status: *const oci_cache_report) -> *con
 /// Free a status. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn oci_cache_report_free(status: *mut oci_cache_report) {
-    if !status.is_null() {
-        // SAFETY: made by `oci_cache_status` and freed once.
-        drop(unsafe { Box::from_raw(status) });
-    }
+    release(status, "status");
 }

@@ -170,8 +170,5 @@ pub extern "C" fn oci_cache_image_json(image: *const oci_cache_image) -> *const 
 /// Free an image. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn oci_cache_image_free(image: *mut oci_cache_image) {
-    if !image.is_null() {
-        // SAFETY: made by `oci_cache_fetch` and freed once.
-        drop(unsafe { Box::from_raw(image) });
-    }
+    super::release(image, "image");
 }

@@ -12,6 +12,9 @@
 //!   cache, `oci_cache_close`). Strings returned by accessors are borrowed: valid until the object
 //!   that returned them is freed.
 //! - No panic crosses the boundary: a panic becomes `OCI_CACHE_RESULT_PANIC`.
+//! - Every handle the library makes is registered until it is freed: a handle used after its
+//!   free or close (or of the wrong type) gives `OCI_CACHE_RESULT_CLOSED` without being read,
+//!   and a second free is ignored.
 
 // Exported functions take raw pointers from C and check each one before use (NULL, UTF-8);
 // marking them `unsafe fn` would change nothing for their C callers.
@@ -23,8 +26,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::error::Error;
 
 mod cache;
+mod handles;
 mod image;
 mod options;
+
+pub(crate) use handles::{export, is_live, release};
 
 pub use cache::*;
 pub use image::*;
@@ -47,30 +53,19 @@ pub struct oci_cache_error {
 /// The result code of `error`; `OCI_CACHE_RESULT_INVALID_ARGUMENT` when `error` is NULL.
 #[no_mangle]
 pub extern "C" fn oci_cache_error_code(error: *const oci_cache_error) -> ErrorCode {
-    // SAFETY: the caller passes NULL or a live error from this library.
-    match unsafe { error.as_ref() } {
-        Some(error) => error.code,
-        None => ErrorCode::InvalidArgument,
-    }
+    required(error, "error").map_or(ErrorCode::InvalidArgument, |error| error.code)
 }
 
 /// The message of `error`, borrowed until `oci_cache_error_free`; NULL when `error` is NULL.
 #[no_mangle]
 pub extern "C" fn oci_cache_error_message(error: *const oci_cache_error) -> *const c_char {
-    // SAFETY: the caller passes NULL or a live error from this library.
-    match unsafe { error.as_ref() } {
-        Some(error) => error.message.as_ptr(),
-        None => std::ptr::null(),
-    }
+    required(error, "error").map_or(std::ptr::null(), |error| error.message.as_ptr())
 }
 
 /// Free an error. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn oci_cache_error_free(error: *mut oci_cache_error) {
-    if !error.is_null() {
-        // SAFETY: a non-NULL error was made by `Box::into_raw` in this library and is freed once.
-        drop(unsafe { Box::from_raw(error) });
-    }
+    release(error, "error");
 }
 
 /// A short, static, lowercase name of a result code (`"integrity"`); `"unknown"` for a value this
@@ -126,9 +121,8 @@ pub(crate) fn guard(
             if !error_out.is_null() {
                 let message =
                     CString::new(error.to_string().replace('\0', " ")).unwrap_or_default();
-                let boxed = Box::new(oci_cache_error { code, message });
                 // SAFETY: checked non-NULL above; the caller owns the new error.
-                unsafe { *error_out = Box::into_raw(boxed) };
+                unsafe { *error_out = export(oci_cache_error { code, message }) };
             }
             code
         }
@@ -136,21 +130,44 @@ pub(crate) fn guard(
 }
 
 /// Borrow a required object argument.
-pub(crate) fn required<'a, T>(pointer: *const T, name: &'static str) -> Result<&'a T, Error> {
-    // SAFETY: the caller passes NULL or a live object of this library, per each function's docs.
-    unsafe { pointer.as_ref() }.ok_or(Error::InvalidArgument {
+pub(crate) fn required<'a, T: 'static>(
+    pointer: *const T,
+    name: &'static str,
+) -> Result<&'a T, Error> {
+    // SAFETY: `optional` returns only live handles of this library.
+    optional(pointer, name)?.ok_or(Error::InvalidArgument {
         name,
         reason: "is NULL".into(),
     })
 }
 
+/// Borrow an optional object argument: None for NULL, an error for a handle that is not live
+/// (freed, closed, or not from this library).
+pub(crate) fn optional<'a, T: 'static>(
+    pointer: *const T,
+    name: &'static str,
+) -> Result<Option<&'a T>, Error> {
+    if pointer.is_null() {
+        return Ok(None);
+    }
+    if !is_live(pointer) {
+        return Err(Error::StaleHandle { name });
+    }
+
+    // SAFETY: the pointer is a live handle of type T made by `export`.
+    Ok(Some(unsafe { &*pointer }))
+}
+
 /// Borrow a required mutable object argument.
-pub(crate) fn required_mut<'a, T>(pointer: *mut T, name: &'static str) -> Result<&'a mut T, Error> {
-    // SAFETY: as for `required`, and the caller does not use the object from another thread now.
-    unsafe { pointer.as_mut() }.ok_or(Error::InvalidArgument {
-        name,
-        reason: "is NULL".into(),
-    })
+pub(crate) fn required_mut<'a, T: 'static>(
+    pointer: *mut T,
+    name: &'static str,
+) -> Result<&'a mut T, Error> {
+    required(pointer, name)?;
+
+    // SAFETY: checked live above; the caller does not use the object from another thread now
+    // (the setters' documented contract).
+    Ok(unsafe { &mut *pointer })
 }
 
 /// Read a required NUL-terminated UTF-8 string argument.
@@ -182,9 +199,9 @@ pub(crate) fn optional_str<'a>(
 }
 
 /// Store `value` in the required out-pointer `out`, transferring ownership to the caller.
-pub(crate) fn put<T>(out: *mut *mut T, value: T) {
+pub(crate) fn put<T: 'static>(out: *mut *mut T, value: T) {
     // SAFETY: callers check `out` for NULL before doing any work.
-    unsafe { *out = Box::into_raw(Box::new(value)) };
+    unsafe { *out = export(value) };
 }
 
 /// Check a required out-pointer and clear it.
@@ -204,4 +221,82 @@ pub(crate) fn check_out<T>(out: *mut *mut T, name: &'static str) -> Result<(), E
 pub(crate) fn c_string(text: impl Into<String>) -> CString {
     let text: String = text.into();
     CString::new(text.replace('\0', " ")).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_code_of(error: *mut oci_cache_error) -> ErrorCode {
+        let code = oci_cache_error_code(error);
+        oci_cache_error_free(error);
+        code
+    }
+
+    #[test]
+    fn a_panic_becomes_a_result_code_with_its_message() {
+        let mut error = std::ptr::null_mut();
+
+        let code = guard(&mut error, || panic!("deliberate"));
+
+        assert_eq!(code, ErrorCode::Panic);
+        // SAFETY: `guard` stored a live error with a NUL-terminated message.
+        let message = unsafe { CStr::from_ptr(oci_cache_error_message(error)) };
+        assert!(message.to_str().unwrap().contains("deliberate"));
+        oci_cache_error_free(error);
+    }
+
+    #[test]
+    fn freeing_twice_is_ignored() {
+        let options = oci_cache_options_new();
+        oci_cache_options_free(options);
+        oci_cache_options_free(options);
+
+        let mut error = std::ptr::null_mut();
+        let code = oci_cache_options_set_uint(options, 3, 2, &mut error);
+        assert_eq!(code, ErrorCode::Closed);
+        assert_eq!(error_code_of(error), ErrorCode::Closed);
+    }
+
+    #[test]
+    fn calls_after_close_fail_as_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = CString::new(dir.path().to_str().unwrap()).unwrap();
+        let (mut cache, mut image, mut error) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        assert_eq!(
+            oci_cache_open(path.as_ptr(), std::ptr::null(), &mut cache, &mut error),
+            ErrorCode::Ok
+        );
+        oci_cache_close(cache);
+
+        let reference = c"127.0.0.1:1/x:1.0.0";
+        let code = oci_cache_fetch(
+            cache,
+            reference.as_ptr(),
+            std::ptr::null(),
+            &mut image,
+            &mut error,
+        );
+
+        assert_eq!(code, ErrorCode::Closed);
+        assert!(image.is_null());
+        assert_eq!(error_code_of(error), ErrorCode::Closed);
+        oci_cache_close(cache);
+    }
+
+    #[test]
+    fn a_pointer_of_another_handle_type_is_refused() {
+        let cancel = oci_cache_cancel_new();
+        let mut error = std::ptr::null_mut();
+
+        let code = oci_cache_options_set_uint(cancel.cast(), 3, 2, &mut error);
+
+        assert_eq!(code, ErrorCode::Closed);
+        assert_eq!(error_code_of(error), ErrorCode::Closed);
+        oci_cache_cancel_free(cancel);
+    }
 }

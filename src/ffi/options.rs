@@ -83,18 +83,15 @@ pub struct oci_cache_cancel {
 /// A new set of cache options with the defaults. The caller owns it.
 #[no_mangle]
 pub extern "C" fn oci_cache_options_new() -> *mut oci_cache_options {
-    Box::into_raw(Box::new(oci_cache_options {
+    super::export(oci_cache_options {
         options: CacheOptions::default(),
-    }))
+    })
 }
 
 /// Free cache options. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn oci_cache_options_free(options: *mut oci_cache_options) {
-    if !options.is_null() {
-        // SAFETY: made by `oci_cache_options_new` and freed once, per the ownership rules.
-        drop(unsafe { Box::from_raw(options) });
-    }
+    super::release(options, "options");
 }
 
 /// Set a string option (`OCI_CACHE_OPTION_PLATFORM`, `OCI_CACHE_OPTION_INSECURE_REGISTRY`).
@@ -201,18 +198,15 @@ pub extern "C" fn oci_cache_options_set_log_callback(
 /// New fetch options with the defaults. The caller owns them.
 #[no_mangle]
 pub extern "C" fn oci_cache_fetch_options_new() -> *mut oci_cache_fetch_options {
-    Box::into_raw(Box::new(oci_cache_fetch_options {
+    super::export(oci_cache_fetch_options {
         options: FetchOptions::default(),
-    }))
+    })
 }
 
 /// Free fetch options. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn oci_cache_fetch_options_free(options: *mut oci_cache_fetch_options) {
-    if !options.is_null() {
-        // SAFETY: made by `oci_cache_fetch_options_new` and freed once.
-        drop(unsafe { Box::from_raw(options) });
-    }
+    super::release(options, "fetch options");
 }
 
 /// Set a string option of one fetch (`OCI_CACHE_OPTION_PLATFORM`).
@@ -246,8 +240,7 @@ pub extern "C" fn oci_cache_fetch_options_set_cancel(
 ) -> ErrorCode {
     guard(error_out, || {
         let options = &mut required_mut(options, "options")?.options;
-        // SAFETY: NULL or a live token, per the docs.
-        options.cancel = unsafe { cancel.as_ref() }.map(|c| c.token.clone());
+        options.cancel = super::optional(cancel, "cancel")?.map(|c| c.token.clone());
         Ok(())
     })
 }
@@ -255,9 +248,9 @@ pub extern "C" fn oci_cache_fetch_options_set_cancel(
 /// A new, untriggered cancellation token. The caller owns it.
 #[no_mangle]
 pub extern "C" fn oci_cache_cancel_new() -> *mut oci_cache_cancel {
-    Box::into_raw(Box::new(oci_cache_cancel {
+    super::export(oci_cache_cancel {
         token: CancelToken::new(),
-    }))
+    })
 }
 
 /// Trigger `cancel`; safe from any thread, any number of times. NULL is ignored.
@@ -271,10 +264,7 @@ pub extern "C" fn oci_cache_cancel_trigger(cancel: *const oci_cache_cancel) {
 /// Free a cancellation token. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn oci_cache_cancel_free(cancel: *mut oci_cache_cancel) {
-    if !cancel.is_null() {
-        // SAFETY: made by `oci_cache_cancel_new` and freed once.
-        drop(unsafe { Box::from_raw(cancel) });
-    }
+    super::release(cancel, "cancel");
 }
 
 /// The host's opaque pointer, carried to the library's threads.
