@@ -82,10 +82,10 @@ enum oci_cache_option
   OCI_CACHE_OPTION_PLATFORM = 1,
   // String `host[:port]`: a registry reached over plain HTTP. Repeatable.
   OCI_CACHE_OPTION_INSECURE_REGISTRY = 2,
-  // Unsigned: how many layers of one image download at once (default 4, at least 1).
+  // Unsigned: how many layers of one image download at once (default 4, from 1 to 64).
   OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS = 3,
   // Unsigned, milliseconds: how long a registry connection may send nothing before the
-  // request fails and is retried (default 60000).
+  // request fails and is retried (default 60000, from 1 to 3600000).
   OCI_CACHE_OPTION_READ_TIMEOUT_MS = 4,
 };
 #ifndef __cplusplus
@@ -294,7 +294,9 @@ oci_cache_result oci_cache_options_set_uint(oci_cache_options *options,
 
 // Send the cache's log events at `level` and above to `callback`, with `userdata` as its first
 // argument. `userdata` is passed from the library's threads: the host makes it safe for that.
-// A NULL `callback` removes the callback.
+// Once `oci_cache_close` of the cache opened with these options returned, the callback is never
+// called again for it, so the host may free `userdata` then. A NULL `callback` removes the
+// callback (and `level` is not checked).
 oci_cache_result oci_cache_options_set_log_callback(oci_cache_options *options,
                                                     oci_cache_log_callback callback,
                                                     void *userdata,
@@ -307,7 +309,8 @@ oci_cache_fetch_options *oci_cache_fetch_options_new(void);
 // Free fetch options. NULL is ignored.
 void oci_cache_fetch_options_free(oci_cache_fetch_options *options);
 
-// Set a string option of one fetch (`OCI_CACHE_OPTION_PLATFORM`).
+// Set a string option of one fetch (`OCI_CACHE_OPTION_PLATFORM`); a NULL `value` clears it
+// (the cache's platform applies again).
 oci_cache_result oci_cache_fetch_options_set_string(oci_cache_fetch_options *options,
                                                     uint32_t option,
                                                     const char *value,

@@ -66,9 +66,11 @@ where
     let (sender, receiver) = std::sync::mpsc::sync_channel(1);
 
     runtime.spawn(async move {
+        // Biased, cancel first: a token triggered before the call always cancels it.
         let outcome = tokio::select! {
-            outcome = future => Some(outcome),
+            biased;
             () = cancel.cancelled() => None,
+            outcome = future => Some(outcome),
         };
         let _ = sender.send(outcome);
     });
@@ -150,6 +152,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(blocked, 1);
+    }
+
+    #[test]
+    fn a_token_triggered_before_the_call_always_cancels_it() {
+        let token = CancelToken::new();
+        token.cancel();
+        for _ in 0..100 {
+            let outcome: Result<()> = block_on(async { Ok(()) }, Some(&token), || Error::Closed);
+            assert!(matches!(outcome, Err(Error::Closed)));
+        }
     }
 
     #[test]

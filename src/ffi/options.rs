@@ -21,10 +21,10 @@ pub enum oci_cache_option {
     Platform = 1,
     /// String `host[:port]`: a registry reached over plain HTTP. Repeatable.
     InsecureRegistry = 2,
-    /// Unsigned: how many layers of one image download at once (default 4, at least 1).
+    /// Unsigned: how many layers of one image download at once (default 4, from 1 to 64).
     MaxConcurrentLayers = 3,
     /// Unsigned, milliseconds: how long a registry connection may send nothing before the
-    /// request fails and is retried (default 60000).
+    /// request fails and is retried (default 60000, from 1 to 3600000).
     ReadTimeoutMs = 4,
 }
 
@@ -153,7 +153,9 @@ pub extern "C" fn oci_cache_options_set_uint(
 
 /// Send the cache's log events at `level` and above to `callback`, with `userdata` as its first
 /// argument. `userdata` is passed from the library's threads: the host makes it safe for that.
-/// A NULL `callback` removes the callback.
+/// Once `oci_cache_close` of the cache opened with these options returned, the callback is never
+/// called again for it, so the host may free `userdata` then. A NULL `callback` removes the
+/// callback (and `level` is not checked).
 #[no_mangle]
 pub extern "C" fn oci_cache_options_set_log_callback(
     options: *mut oci_cache_options,
@@ -164,12 +166,11 @@ pub extern "C" fn oci_cache_options_set_log_callback(
 ) -> ErrorCode {
     guard(error_out, || {
         let options = &mut required_mut(options, "options")?.options;
-        let level = log_level(level)?;
-
         let Some(callback) = callback else {
             options.log = None;
             return Ok(());
         };
+        let level = log_level(level)?;
         let userdata = Userdata(userdata);
         let callback = Arc::new(move |record: &LogRecord<'_>| {
             let (target, message, fields) = (
@@ -209,7 +210,8 @@ pub extern "C" fn oci_cache_fetch_options_free(options: *mut oci_cache_fetch_opt
     super::release(options, "fetch options");
 }
 
-/// Set a string option of one fetch (`OCI_CACHE_OPTION_PLATFORM`).
+/// Set a string option of one fetch (`OCI_CACHE_OPTION_PLATFORM`); a NULL `value` clears it
+/// (the cache's platform applies again).
 #[no_mangle]
 pub extern "C" fn oci_cache_fetch_options_set_string(
     options: *mut oci_cache_fetch_options,
