@@ -220,6 +220,29 @@ fn blob_shorter_than_its_descriptor_is_refused() {
     assert_refused_as(|bytes| bytes[..bytes.len() - 100].to_vec());
 }
 
+/// A well-behaved registry serving only a hand-made manifest of one layer `descriptor`, with
+/// `annotations`, and no blobs.
+fn serve_manifest(
+    descriptor: serde_json::Value,
+    annotations: serde_json::Value,
+) -> HostileRegistry {
+    let config = serde_json::json!({
+        "mediaType": support::OCI_CONFIG, "digest": support::sha256_digest(b"{}"), "size": 2,
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": support::OCI_MANIFEST,
+        "config": config,
+        "layers": [descriptor],
+        "annotations": annotations,
+    });
+    let manifest = (
+        support::OCI_MANIFEST,
+        serde_json::to_vec(&manifest).unwrap(),
+    );
+    HostileRegistry::start("1.0.0", manifest, vec![], |_, _| Reply::Normal)
+}
+
 #[test]
 fn manifest_over_4_mib_is_refused() {
     let layer = Layer::build(
@@ -227,20 +250,11 @@ fn manifest_over_4_mib_is_refused() {
         Compression::Gzip,
         support::OCI_LAYER_GZIP,
     );
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": support::OCI_MANIFEST,
-        "config": {"mediaType": support::OCI_CONFIG, "digest": support::sha256_digest(b"{}"), "size": 2},
-        "layers": [{"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size()}],
-        "annotations": {"padding": "x".repeat(5 << 20)},
+    let descriptor = serde_json::json!({
+        "mediaType": layer.media_type, "digest": layer.digest, "size": layer.size(),
     });
-    let manifest = serde_json::to_vec(&manifest).unwrap();
-    let registry = HostileRegistry::start(
-        "1.0.0",
-        (support::OCI_MANIFEST, manifest),
-        vec![],
-        |_, _| Reply::Normal,
-    );
+    let padding = serde_json::json!({"padding": "x".repeat(5 << 20)});
+    let registry = serve_manifest(descriptor, padding);
     let dir = tempfile::tempdir().unwrap();
 
     let error = fetch(&registry, dir.path()).unwrap_err();
@@ -261,19 +275,10 @@ fn manifest_over_4_mib_is_refused() {
 #[test]
 fn descriptor_digest_that_could_name_a_path_is_refused_before_any_blob_request() {
     for digest in ["sha256:../../../../etc/passwd", "sha256:abc"] {
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": support::OCI_MANIFEST,
-            "config": {"mediaType": support::OCI_CONFIG, "digest": support::sha256_digest(b"{}"), "size": 2},
-            "layers": [{"mediaType": support::OCI_LAYER_GZIP, "digest": digest, "size": 10}],
+        let descriptor = serde_json::json!({
+            "mediaType": support::OCI_LAYER_GZIP, "digest": digest, "size": 10,
         });
-        let manifest = serde_json::to_vec(&manifest).unwrap();
-        let registry = HostileRegistry::start(
-            "1.0.0",
-            (support::OCI_MANIFEST, manifest),
-            vec![],
-            |_, _| Reply::Normal,
-        );
+        let registry = serve_manifest(descriptor, serde_json::json!({}));
         let dir = tempfile::tempdir().unwrap();
 
         let error = fetch(&registry, dir.path()).unwrap_err();
