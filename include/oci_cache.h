@@ -29,6 +29,9 @@
 // functions and codes are only ever added.
 #define OCI_CACHE_ABI_VERSION 1
 
+// The largest image config read for its platform.
+#define MAX_CONFIG_BYTES (1024 * 1024)
+
 // The stable result codes of the library. Values are append-only: a code never changes meaning.
 enum oci_cache_result
 #ifdef __cplusplus
@@ -240,8 +243,8 @@ const char *oci_cache_image_reference(const oci_cache_image *image);
 // The manifest digest (for an index: of the chosen platform's manifest); NULL for NULL.
 const char *oci_cache_image_manifest_digest(const oci_cache_image *image);
 
-// The chosen platform (`os/architecture[/variant]`), or `""` when the reference named a plain
-// manifest; NULL for NULL.
+// The image's platform (`os/architecture[/variant]`): the chosen index entry's, or for a plain
+// manifest the one its image config names; `""` when neither names one; NULL for NULL.
 const char *oci_cache_image_platform(const oci_cache_image *image);
 
 // How the image was served (`oci_cache_outcome`); `OCI_CACHE_OUTCOME_INVALID` for NULL.

@@ -125,7 +125,8 @@ pub struct Image {
     pub manifest_digest: String,
     /// The digest of the index, when the reference named one.
     pub index_digest: Option<String>,
-    /// The platform of the chosen manifest, when the reference named an index.
+    /// The platform: the chosen index entry's, or for a plain manifest the one its image config
+    /// names (the empty config of step images names none).
     pub platform: Option<Platform>,
     /// How the image was served.
     pub cache: ImageOutcome,

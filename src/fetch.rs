@@ -14,7 +14,7 @@ use crate::cache::{CacheInner, Image, ImageOutcome, Layer, LayerOutcome};
 use crate::error::{Error, Result};
 use crate::extract::{self, Compression, Limits};
 use crate::lock::LayerLock;
-use crate::manifest::{Descriptor, ImageManifest, Manifest};
+use crate::manifest::{self, Descriptor, ImageManifest, Manifest};
 use crate::platform::{self, Platform};
 use crate::reference::{parse_digest, ImageReference, Mutability};
 use crate::store::Store;
@@ -136,7 +136,7 @@ impl Fetch<'_> {
             Manifest::Image(image) => {
                 let chosen = Chosen {
                     digest: digest.to_string(),
-                    platform: None,
+                    platform: self.config_platform(&image.config).await?,
                 };
                 return Ok((digest.to_string(), image, chosen));
             }
@@ -175,6 +175,34 @@ impl Fetch<'_> {
                 detail: "an index entry points at another index".into(),
             }),
         }
+    }
+
+    /// The platform an image config names, for a plain manifest (an index entry names its own).
+    /// The config is kept by digest like manifests; configs of other media types (the empty
+    /// config of step images, artifacts) name no platform and are not fetched.
+    async fn config_platform(&self, config: &Descriptor) -> Result<Option<Platform>> {
+        let is_image_config =
+            [manifest::OCI_CONFIG, manifest::DOCKER_CONFIG].contains(&config.media_type.as_str());
+        if !is_image_config || config.size as u64 > manifest::MAX_CONFIG_BYTES {
+            return Ok(None);
+        }
+
+        let bytes = match self.cached_blob(&config.digest)? {
+            Some(bytes) => bytes,
+            None => {
+                let bytes = self
+                    .cache
+                    .registries
+                    .get_small_blob(self.reference, config)
+                    .await?;
+                self.store.write_blob(&config.digest, &bytes)?;
+                bytes
+            }
+        };
+
+        // A config that does not parse names no platform; the image itself may still be fine.
+        let platform = serde_json::from_slice::<Platform>(&bytes).ok();
+        Ok(platform.filter(|p| !p.os.is_empty() && !p.architecture.is_empty()))
     }
 
     /// Make every layer present, downloading the missing ones concurrently, in manifest order.
@@ -426,7 +454,7 @@ impl Transfer<'_> {
                 Ok(bytes) => bytes,
                 // oci-client reports its own digest check as an error at the end of a full
                 // stream: the transfer itself ended, and the checks below say more.
-                Err(e) if is_digest_verdict(&e) => break,
+                Err(e) if crate::registry::is_digest_verdict(&e) => break,
                 Err(e) => return Err(self.network(crate::registry::error_chain(&e))),
             };
             let skipped = skip.min(bytes.len() as u64);
@@ -475,14 +503,6 @@ impl Transfer<'_> {
             detail,
         }
     }
-}
-
-/// True when a stream error is oci-client's digest check at the end of a complete response,
-/// not a transport failure.
-fn is_digest_verdict(error: &std::io::Error) -> bool {
-    error
-        .get_ref()
-        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>())
 }
 
 /// Extract the chunks from `receiver` into `staging`, check the blob's digest and size, and

@@ -26,6 +26,14 @@ pub const ACCEPTED: &[&str] = &[
     DOCKER_MANIFEST,
 ];
 
+/// OCI image config.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// Docker image config.
+pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+
+/// The largest image config read for its platform.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// The largest manifest or index the cache accepts.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
 

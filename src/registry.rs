@@ -162,6 +162,43 @@ impl Registries {
         })
     }
 
+    /// Get a small blob (an image config) whole, refusing one longer than its descriptor. The
+    /// caller checks the digest when it stores the bytes.
+    pub async fn get_small_blob(
+        &self,
+        reference: &ImageReference,
+        descriptor: &Descriptor,
+    ) -> Result<Vec<u8>> {
+        use futures_util::StreamExt;
+
+        let mut blob = self.blob_stream(reference, descriptor, 0).await?.stream;
+        let mut bytes = Vec::with_capacity(descriptor.size as usize);
+        while let Some(chunk) = blob.next().await {
+            let chunk = match chunk {
+                // The transfer ended; the caller's digest check says what is wrong.
+                Err(e) if is_digest_verdict(&e) => break,
+                chunk => chunk,
+            };
+            let chunk = chunk.map_err(|e| Error::Network {
+                what: format!("blob {}", descriptor.digest),
+                reference: reference.to_string(),
+                detail: error_chain(&e),
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() as u64 > descriptor.size as u64 {
+                return Err(Error::Integrity {
+                    what: format!("blob {}", descriptor.digest),
+                    reference: reference.to_string(),
+                    detail: format!(
+                        "blob is longer than the {} bytes its descriptor says",
+                        descriptor.size
+                    ),
+                });
+            }
+        }
+        Ok(bytes)
+    }
+
     /// Run `request` until it succeeds, fails for good, or runs out of tries; transient
     /// failures (transport errors, 5xx, 429) are retried after a pause that doubles each time.
     async fn retry<T, F, Fut>(
@@ -249,6 +286,14 @@ fn is_loopback(registry: &str) -> bool {
         None => registry.split(':').next().unwrap_or_default(),
     };
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// True when a stream error is oci-client's digest check at the end of a complete response,
+/// not a transport failure.
+pub(crate) fn is_digest_verdict(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<oci_client::errors::DigestError>())
 }
 
 /// Failures worth another try: the transport failed, or the registry said it is overloaded or

@@ -317,6 +317,24 @@ fn uncompressed_and_docker_gzip_layers_under_docker_schema_2() {
 }
 
 #[test]
+fn plain_manifest_takes_its_platform_from_the_image_config() {
+    let registry = Registry::start();
+    let layers = step_layers("plain");
+    let platform = ("linux", "arm64", Some("v8"));
+    registry.push_image("steps/plain", Some("1.0.0"), &layers, Some(platform), false);
+    let dir = tempfile::tempdir().unwrap();
+    let reference = format!("{}/steps/plain:1.0.0", registry.host());
+
+    let cold = fetch(&open(dir.path()), &reference);
+    let before = registry.requests_for("steps/plain").len();
+    let warm = fetch(&open(dir.path()), &reference);
+
+    assert_eq!(cold.platform.unwrap().to_string(), "linux/arm64/v8");
+    assert_eq!(warm.platform.unwrap().to_string(), "linux/arm64/v8");
+    assert_eq!(new_requests(&registry, "steps/plain", before), vec![]);
+}
+
+#[test]
 fn corrupted_blob_fails_with_integrity_error_and_leaves_nothing() {
     let registry = Registry::start();
     let layers = step_layers("corrupt");

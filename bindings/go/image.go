@@ -24,8 +24,8 @@ type Image struct {
 	Reference string
 	// ManifestDigest is the digest of the manifest (for an index: of the chosen platform's).
 	ManifestDigest string
-	// Platform is the chosen platform (`os/architecture[/variant]`), or "" when the reference
-	// named a plain manifest.
+	// Platform is the image's platform (`os/architecture[/variant]`): the chosen index entry's,
+	// or for a plain manifest the one its image config names; "" when neither names one.
 	Platform string
 	// Cache says how the image was served.
 	Cache Outcome

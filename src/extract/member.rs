@@ -165,6 +165,11 @@ impl Member {
                 limit: limits.max_path_bytes as u64,
             });
         }
+        // Only a PAX `linkpath` can carry one. The kernel would refuse the symlink with EINVAL,
+        // which would be reported as a failure of the cache's disk instead of a hostile layer.
+        if link_name.as_ref().is_some_and(|n| n.contains(&0)) {
+            return Err(unsafe_named(&name, "the link target contains a NUL byte"));
+        }
 
         Ok(Member {
             path: EntryPath::parse(&raw_name, limits)?,

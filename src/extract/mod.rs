@@ -15,8 +15,8 @@
 //!   stream and of the raw blob is read to EOF, so a hashing reader sees every byte and the
 //!   decoder checks its trailer.
 //! - **Names.** Leading `/` and `./` are stripped and `.` components dropped; an empty name (the
-//!   root itself) is skipped. A `..` component refuses the whole layer. Names are bounded in bytes
-//!   and depth.
+//!   root itself) is skipped. A `..` component, or a NUL byte in a name or a link target, refuses
+//!   the whole layer. Names are bounded in bytes and depth.
 //! - **Parents** are opened one component at a time from `root` without following symlinks;
 //!   missing ones are created with mode 0755. A parent that is a symlink or not a directory
 //!   refuses the layer. No directory handle is kept from one entry to the next.

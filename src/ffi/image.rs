@@ -88,8 +88,8 @@ pub extern "C" fn oci_cache_image_manifest_digest(image: *const oci_cache_image)
     required(image, "image").map_or(std::ptr::null(), |i| i.manifest_digest.as_ptr())
 }
 
-/// The chosen platform (`os/architecture[/variant]`), or `""` when the reference named a plain
-/// manifest; NULL for NULL.
+/// The image's platform (`os/architecture[/variant]`): the chosen index entry's, or for a plain
+/// manifest the one its image config names; `""` when neither names one; NULL for NULL.
 #[no_mangle]
 pub extern "C" fn oci_cache_image_platform(image: *const oci_cache_image) -> *const c_char {
     required(image, "image").map_or(std::ptr::null(), |i| i.platform.as_ptr())

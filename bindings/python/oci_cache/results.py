@@ -40,8 +40,8 @@ class Image:
     reference: str
     #: The digest of the image manifest; for an index, of the chosen platform's manifest.
     manifest_digest: str
-    #: The chosen platform, `os/architecture[/variant]`; `""` when the reference named a plain
-    #: manifest rather than an index.
+    #: The image's platform, `os/architecture[/variant]`: the chosen index entry's, or for a
+    #: plain manifest the one its image config names; `""` when neither names one.
     platform: str
     #: How the image was served: `"hit"`, `"miss"`, `"mutable"` or `"disabled"`.
     cache: Outcome

@@ -280,6 +280,21 @@ fn symlink_keeps_its_target_text() {
 }
 
 #[test]
+fn symlink_target_with_a_nul_byte_is_refused() {
+    // Regression: the target reached symlinkat(2), whose EINVAL came back as an I/O error.
+    let fixture = Fixture::new();
+    let layer = Layer::new()
+        .pax(&[("linkpath", b"/etc\0/passwd")])
+        .symlink("s", "placeholder")
+        .finish();
+    assert_unsafe(
+        fixture.extract(&layer, TAR),
+        "the link target contains a NUL byte",
+    );
+    fixture.assert_outside_untouched();
+}
+
+#[test]
 fn symlink_parent_pointing_outside_is_refused() {
     let fixture = Fixture::new();
     let layer = Layer::new()
