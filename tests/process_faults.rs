@@ -140,6 +140,10 @@ fn full_disk_gives_an_io_error_and_leaves_nothing_partial() {
         error.to_string().contains("No space left on device"),
         "{error}"
     );
+    assert!(
+        error.to_string().contains("random/"),
+        "the message names the entry: {error}"
+    );
     let hex = large.digest.trim_start_matches("sha256:");
     assert!(!cache_dir.join("layers/sha256").join(hex).exists());
     let staging: Vec<_> = std::fs::read_dir(cache_dir.join("staging"))

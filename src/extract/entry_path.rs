@@ -6,6 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 
 use super::{ExtractError, Limits};
 
+/// The longest file name the file systems the cache lives on accept (Linux's NAME_MAX). A longer
+/// component is the layer's fault, so it is refused as such rather than failing as an I/O error.
+const MAX_COMPONENT_BYTES: usize = 255;
+
 /// A normalised entry name: one or more non-empty components joined by `/`, none of them `.`
 /// or `..`. Only ever resolved component by component below the layer root.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -31,6 +35,12 @@ impl EntryPath {
             match component {
                 b"" | b"." => continue,
                 b".." => return Err(unsafe_name(lossy(), "the name contains a `..` component")),
+                long if long.len() > MAX_COMPONENT_BYTES => {
+                    return Err(ExtractError::LimitExceeded {
+                        what: "bytes in one component of an entry name",
+                        limit: MAX_COMPONENT_BYTES as u64,
+                    })
+                }
                 _ => components.push(component),
             }
         }
