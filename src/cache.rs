@@ -236,7 +236,12 @@ impl Cache {
         };
 
         let store = if disabled {
-            warn!(variable = CACHE_ENV, dir = %dir.display(), "caching is off: every fetch downloads into a new directory");
+            let dir = dir.display();
+            warn!(
+                variable = CACHE_ENV,
+                %dir,
+                "caching is off: each fetch downloads to a new directory"
+            );
             None
         } else {
             Some(Store::open(&dir)?)

@@ -214,7 +214,10 @@ pub enum Error {
     },
 
     /// No entry of an index fits the platform.
-    #[error("index {digest} of {reference}: no manifest for platform {platform} (available: {available})")]
+    #[error(
+        "index {digest} of {reference}: no manifest for platform {platform} \
+         (available: {available})"
+    )]
     NoMatchingPlatform {
         /// The index digest.
         digest: String,

@@ -443,7 +443,11 @@ impl Transfer<'_> {
             .content_length
             .filter(|&n| n > expected - blob.offset)
         {
-            let detail = format!("registry announces {length} bytes from offset {}, the descriptor says {expected} in all", blob.offset);
+            let offset = blob.offset;
+            let detail = format!(
+                "registry announces {length} bytes from offset {offset}, \
+                 the descriptor says {expected} in all"
+            );
             return Err(self.integrity(detail));
         }
 

@@ -166,7 +166,8 @@ mod tests {
         let json = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}",
             "config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{D}","size":2}},
-            "layers":[{{"mediaType":"application/vnd.gitlab.step.layer.v1.tar+zstd","digest":"{D}","size":9}}]}}"#
+            "layers":[{{"mediaType":"application/vnd.gitlab.step.layer.v1.tar+zstd",
+            "digest":"{D}","size":9}}]}}"#
         );
         let Manifest::Image(image) = Manifest::parse(json.as_bytes(), None).unwrap() else {
             panic!("expected an image manifest");

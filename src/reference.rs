@@ -228,7 +228,8 @@ fn check_tag(tag: &str) -> std::result::Result<(), String> {
         .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
         return Err(format!(
-            "tag {tag:?} may only hold letters, digits, '_', '.' and '-', and must not start with '.' or '-'"
+            "tag {tag:?} may only hold letters, digits, '_', '.' and '-', \
+             and must not start with '.' or '-'"
         ));
     }
     Ok(())

@@ -9,8 +9,9 @@
 //!
 //! After the fetch the sentinel tree and the base directory must be exactly as before (names,
 //! file types, modes, contents, symlink targets, link counts, modification and change times), and
-//! the cache may only hold its own layout, with nothing left in `staging/`. A refused layer must leave nothing published and nothing in `staging/`; an
-//! accepted one must hold the hostile content inside its own directory. Each test says which
+//! the cache may only hold its own layout, with nothing left in `staging/`. A refused layer must
+//! leave nothing published and nothing in `staging/`; an accepted one must hold the hostile
+//! content inside its own directory. Each test says which
 //! outcome the extraction profile (ARCHITECTURE.md, "Extraction profile") requires, and why.
 
 mod support;

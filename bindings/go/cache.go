@@ -219,7 +219,8 @@ func (c *Cache) Fetch(ctx context.Context, reference string, opts ...FetchOption
 		defer C.free(unsafe.Pointer(cplatform))
 
 		var cerr *C.oci_cache_error
-		result := C.oci_cache_fetch_options_set_string(options, C.OCI_CACHE_OPTION_PLATFORM, cplatform, &cerr)
+		result := C.oci_cache_fetch_options_set_string(
+			options, C.OCI_CACHE_OPTION_PLATFORM, cplatform, &cerr)
 		if err := takeError(result, cerr); err != nil {
 			return nil, err
 		}
@@ -231,7 +232,8 @@ func (c *Cache) Fetch(ctx context.Context, reference string, opts ...FetchOption
 		defer C.oci_cache_cancel_free(token)
 
 		var cerr *C.oci_cache_error
-		if err := takeError(C.oci_cache_fetch_options_set_cancel(options, token, &cerr), cerr); err != nil {
+		result := C.oci_cache_fetch_options_set_cancel(options, token, &cerr)
+		if err := takeError(result, cerr); err != nil {
 			return nil, err
 		}
 	}
@@ -262,7 +264,9 @@ func (c *Cache) Fetch(ctx context.Context, reference string, opts ...FetchOption
 // whileWatching runs call, which blocks in the library, and triggers token when ctx is done
 // before call returns. It returns once call has returned and nothing uses token any more, so
 // the caller may free it. A nil token means ctx can never be done.
-func whileWatching(ctx context.Context, token *C.oci_cache_cancel, call func() C.oci_cache_result) C.oci_cache_result {
+func whileWatching(
+	ctx context.Context, token *C.oci_cache_cancel, call func() C.oci_cache_result,
+) C.oci_cache_result {
 	if token == nil {
 		return call()
 	}

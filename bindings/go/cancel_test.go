@@ -39,7 +39,8 @@ func TestCancellingDuringALargeLayerReturnsPromptlyAndTheNextFetchCompletes(t *t
 	if took > time.Second {
 		t.Errorf("the fetch returned %v after the cancel", took)
 	}
-	t.Logf("cancelled %v into the fetch; returned %v later: %v", cancelledAt.Load().(time.Time).Sub(started), took, err)
+	into := cancelledAt.Load().(time.Time).Sub(started)
+	t.Logf("cancelled %v into the fetch; returned %v later: %v", into, took, err)
 	if len(logs.find("layer cache", "digest", large)) == 0 {
 		t.Errorf("the cancel came before the large layer's download started")
 	}
@@ -58,7 +59,8 @@ func TestCancellingDuringALargeLayerReturnsPromptlyAndTheNextFetchCompletes(t *t
 	}
 	entries, err := os.ReadDir(image.Layers[2].Path)
 	if err != nil || len(entries) == 0 {
-		t.Errorf("the large layer's directory %s: %d entries (%v)", image.Layers[2].Path, len(entries), err)
+		t.Errorf("the large layer's directory %s: %d entries (%v)",
+			image.Layers[2].Path, len(entries), err)
 	}
 	status, err := cache.Status(context.Background(), reference)
 	if err != nil || !status.Cached {

@@ -34,7 +34,8 @@ func TestCallsAfterCloseFailWithErrClosed(t *testing.T) {
 	_, statusErr := cache.Status(ctx, reference)
 	_, cacheStatusErr := cache.CacheStatus(ctx)
 
-	for name, err := range map[string]error{"Fetch": fetchErr, "Status": statusErr, "CacheStatus": cacheStatusErr} {
+	errs := map[string]error{"Fetch": fetchErr, "Status": statusErr, "CacheStatus": cacheStatusErr}
+	for name, err := range errs {
 		if !errors.Is(err, ocicache.ErrClosed) {
 			t.Errorf("%s after Close: got %v, want ErrClosed", name, err)
 		}

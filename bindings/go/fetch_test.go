@@ -139,7 +139,9 @@ func TestManyCachesOnOneDirectoryGetOneResult(t *testing.T) {
 }
 
 // fetchConcurrently fetches reference from n goroutines at once, spread over caches.
-func fetchConcurrently(t *testing.T, reference string, caches []*ocicache.Cache, n int) []*ocicache.Image {
+func fetchConcurrently(
+	t *testing.T, reference string, caches []*ocicache.Cache, n int,
+) []*ocicache.Image {
 	t.Helper()
 	images := make([]*ocicache.Image, n)
 	errs := make([]error, n)
@@ -203,7 +205,8 @@ func assertSampleFiles(t *testing.T, image *ocicache.Image) {
 	} else if info.Mode().Perm()&0o111 == 0 {
 		t.Errorf("run.sh has mode %v, want it executable", info.Mode())
 	}
-	if target, err := os.Readlink(filepath.Join(binLayer, "bin", "hello")); err != nil || target != "greet" {
+	target, err := os.Readlink(filepath.Join(binLayer, "bin", "hello"))
+	if err != nil || target != "greet" {
 		t.Errorf("bin/hello links to %q (%v), want greet", target, err)
 	}
 }

@@ -168,7 +168,8 @@ func (r *hostileRegistry) breakBlob(w http.ResponseWriter) {
 func TestRegistryResettingMidBlobFailsTheFetchWithoutKillingTheProcess(t *testing.T) {
 	hostile := startHostileRegistry(t, false)
 	// TRACE sends the HTTP stack's events through the callback too, from its own threads.
-	trace := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: ocicache.LevelTrace}))
+	traceLevel := &slog.HandlerOptions{Level: ocicache.LevelTrace}
+	trace := slog.New(slog.NewTextHandler(io.Discard, traceLevel))
 	cache, err := ocicache.Open(t.TempDir(), ocicache.WithInsecureRegistry(hostile.host),
 		ocicache.WithLogger(trace))
 	if err != nil {

@@ -6,5 +6,6 @@ package ocicache
 // (`cargo build --release`).
 
 // #cgo CFLAGS: -I${SRCDIR}/../../include
-// #cgo LDFLAGS: ${SRCDIR}/../../target/release/liboci_cache.a -lgcc_s -lutil -lrt -lpthread -lm -ldl
+// #cgo LDFLAGS: ${SRCDIR}/../../target/release/liboci_cache.a
+// #cgo LDFLAGS: -lgcc_s -lutil -lrt -lpthread -lm -ldl
 import "C"

@@ -31,11 +31,13 @@ func TestStatusReportsWhatTheCacheHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !after.Cached || after.ManifestDigest != image.ManifestDigest || len(after.Layers) != len(image.Layers) {
+	if !after.Cached || after.ManifestDigest != image.ManifestDigest ||
+		len(after.Layers) != len(image.Layers) {
 		t.Fatalf("status after the fetch: %+v, image %+v", after, image)
 	}
 	for i, layer := range after.Layers {
-		if !layer.Present || layer.Digest != image.Layers[i].Digest || layer.Path != image.Layers[i].Path {
+		fetched := image.Layers[i]
+		if !layer.Present || layer.Digest != fetched.Digest || layer.Path != fetched.Path {
 			t.Errorf("layer %d: status %+v, fetched %+v", i, layer, image.Layers[i])
 		}
 	}
@@ -44,8 +46,10 @@ func TestStatusReportsWhatTheCacheHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if whole.Dir == "" || whole.Disabled || whole.SizeBytes <= 0 || whole.Layers != len(image.Layers) || whole.Images != 1 {
-		t.Errorf("cache status %+v after fetching one image of %d layers into %s", whole, len(image.Layers), dir)
+	if whole.Dir == "" || whole.Disabled || whole.SizeBytes <= 0 ||
+		whole.Layers != len(image.Layers) || whole.Images != 1 {
+		t.Errorf("cache status %+v after fetching one image of %d layers into %s",
+			whole, len(image.Layers), dir)
 	}
 }
 

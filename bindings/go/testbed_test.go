@@ -126,7 +126,8 @@ func pushSample(t *testing.T, repository string, args ...string) sample {
 	if !strings.Contains(strings.Join(args, " "), "--tag") {
 		args = append(args, "--tag", "1.0.0")
 	}
-	args = append([]string{"push-sample", "--registry", registry.host, "--repository", repository}, args...)
+	push := []string{"push-sample", "--registry", registry.host, "--repository", repository}
+	args = append(push, args...)
 
 	out, err := exec.Command(registry.testbed, args...).Output()
 	if err != nil {
@@ -157,7 +158,11 @@ func openCache(t *testing.T, opts ...ocicache.Option) *ocicache.Cache {
 func openCacheIn(t *testing.T, dir string, opts ...ocicache.Option) *ocicache.Cache {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts = append([]ocicache.Option{ocicache.WithInsecureRegistry(registry.host), ocicache.WithLogger(quiet)}, opts...)
+	defaults := []ocicache.Option{
+		ocicache.WithInsecureRegistry(registry.host),
+		ocicache.WithLogger(quiet),
+	}
+	opts = append(defaults, opts...)
 
 	cache, err := ocicache.Open(dir, opts...)
 	if err != nil {

@@ -120,7 +120,10 @@ impl HostileRegistry {
             "schemaVersion": 2,
             "mediaType": super::OCI_MANIFEST,
             "config": descriptor(super::OCI_CONFIG, &config),
-            "layers": layers.iter().map(|l| descriptor(&l.media_type, &l.bytes)).collect::<Vec<_>>(),
+            "layers": layers
+                .iter()
+                .map(|l| descriptor(&l.media_type, &l.bytes))
+                .collect::<Vec<_>>(),
         });
         let manifest = serde_json::to_vec(&manifest).unwrap();
         let mut blobs: Vec<Vec<u8>> = layers.iter().map(|l| l.bytes.clone()).collect();
