@@ -46,6 +46,14 @@ fn blob_downloads(registry: &Registry, repository: &str) -> HashMap<String, usiz
     counts
 }
 
+fn assert_each_blob_downloaded_once(registry: &Registry, repository: &str, layers: &[Layer]) {
+    let downloads = blob_downloads(registry, repository);
+    for layer in layers {
+        let count = downloads.get(&layer.digest);
+        assert_eq!(count, Some(&1), "{}: {downloads:?}", layer.digest);
+    }
+}
+
 fn fetch_process(cache: &Path, reference: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_oci-cache"))
         .args(["fetch", "--json", "--cache-dir"])
@@ -118,15 +126,7 @@ fn threads_on_one_and_several_handles_download_each_blob_once() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
 
-    let downloads = blob_downloads(&registry, "many/threads");
-    for layer in &layers {
-        assert_eq!(
-            downloads.get(&layer.digest),
-            Some(&1),
-            "{}: {downloads:?}",
-            layer.digest
-        );
-    }
+    assert_each_blob_downloaded_once(&registry, "many/threads", &layers);
     let first: Vec<_> = results[0]
         .layers
         .iter()
@@ -160,15 +160,7 @@ fn six_processes_on_a_cold_cache_download_each_blob_once() {
         .collect();
     let results: Vec<_> = children.into_iter().map(printed_layers).collect();
 
-    let downloads = blob_downloads(&registry, "many/processes");
-    for layer in &layers {
-        assert_eq!(
-            downloads.get(&layer.digest),
-            Some(&1),
-            "{}: {downloads:?}",
-            layer.digest
-        );
-    }
+    assert_each_blob_downloaded_once(&registry, "many/processes", &layers);
     assert!(results.iter().all(|r| *r == results[0]), "{results:?}");
     assert_complete(&layers, dir.path());
 }
