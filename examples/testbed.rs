@@ -8,6 +8,8 @@
 //!   sample step image (an index with the host's platform and a `generic` entry; zstd and gzip
 //!   layers, plus an uncompressed layer of N MiB of random files when asked), print one JSON
 //!   line describing it.
+//! - `testbed push-large --registry HOST --repository REPO --tag TAG --mib N --compression C`:
+//!   push a benchmark image of three layers of files of many sizes, print one JSON line.
 //! - `testbed demo`: the README's demo: a registry, a sample image, and the `oci-cache` CLI
 //!   fetching it cold and warm, with the registry's request counts.
 
@@ -50,6 +52,25 @@ enum Action {
         #[arg(long, default_value = "hello")]
         message: String,
     },
+    /// Push a large image for benchmarks: three layers of files of many sizes, all compressed
+    /// with one algorithm.
+    PushLarge {
+        /// The registry's host:port.
+        #[arg(long)]
+        registry: String,
+        /// The repository to push to.
+        #[arg(long)]
+        repository: String,
+        /// The tag to push.
+        #[arg(long)]
+        tag: String,
+        /// About how many MiB of files, in all.
+        #[arg(long)]
+        mib: usize,
+        /// `gzip`, `zstd` or `none`.
+        #[arg(long)]
+        compression: String,
+    },
     /// Run the demo with the CLI at PATH.
     Demo {
         /// The oci-cache binary.
@@ -71,6 +92,19 @@ fn main() {
             let remote = Remote { host: registry };
             let sample = push_sample(&remote, &repository, &tag, large_mib, &message);
             println!("{sample}");
+        }
+        Action::PushLarge {
+            registry,
+            repository,
+            tag,
+            mib,
+            compression,
+        } => {
+            let remote = Remote { host: registry };
+            println!(
+                "{}",
+                push_large(&remote, &repository, &tag, mib, &compression)
+            );
         }
         Action::Demo { cli } => demo(&cli),
     }
@@ -172,6 +206,41 @@ fn push_sample(
         "manifest_digest": image.digest,
         "layers": layers,
     })
+}
+
+/// Push three layers of about `mib / 3` MiB each, as a plain manifest under `tag`.
+fn push_large(
+    remote: &Remote,
+    repository: &str,
+    tag: &str,
+    mib: usize,
+    compression: &str,
+) -> serde_json::Value {
+    let (compression, media_type) = match compression {
+        "gzip" => (Compression::Gzip, support::OCI_LAYER_GZIP),
+        "zstd" => (Compression::Zstd, support::OCI_LAYER_ZSTD),
+        "none" => (Compression::None, support::OCI_LAYER_TAR),
+        other => panic!("unknown compression {other:?}: use gzip, zstd or none"),
+    };
+    let third = (mib << 20) / 3;
+    let layers: Vec<Layer> = (0..3)
+        .map(|seed| Layer::mixed(third, seed, compression, media_type))
+        .collect();
+
+    // A full image config (rootfs.diff_ids), as umoci needs to unpack it.
+    let platform = oci_cache::Platform::host();
+    let platform = (
+        platform.os.as_str(),
+        platform.architecture.as_str(),
+        platform.variant.as_deref(),
+    );
+    let pushed = remote.push_image(repository, Some(tag), &layers, Some(platform), false);
+    let layers: Vec<_> = layers
+        .iter()
+        .map(|l| json!({ "digest": l.digest, "size": l.size(), "tar_size": l.tar.len() }))
+        .collect();
+    let reference = format!("{}/{repository}:{tag}", remote.host);
+    json!({ "reference": reference, "manifest_digest": pushed.digest, "layers": layers })
 }
 
 fn demo(cli: &str) {

@@ -119,6 +119,28 @@ impl Layer {
         Layer::from_tar(tar, compression, media_type)
     }
 
+    /// A layer of about `bytes` in files of many sizes (from 512 bytes to 4 MiB) under
+    /// `mixed/`, alternately incompressible and text-like, so that gzip and zstd have real work.
+    /// The same `seed` gives the same layer.
+    pub fn mixed(bytes: usize, seed: u64, compression: Compression, media_type: &str) -> Layer {
+        const SIZES: [usize; 6] = [512, 4 << 10, 32 << 10, 256 << 10, 1 << 20, 4 << 20];
+        let mut generator = SplitMix64(seed);
+        let mut entries = vec![Entry::dir("mixed/")];
+        let mut remaining = bytes;
+        while remaining > 0 {
+            let n = entries.len() - 1;
+            let len = remaining.min(SIZES[n % SIZES.len()]);
+            let contents = match n % 2 {
+                0 => generator.bytes(len),
+                _ => generator.text(len),
+            };
+            entries.push(Entry::file(&format!("mixed/{n:05}.dat"), contents));
+            remaining -= len;
+        }
+
+        Layer::from_tar(build_tar(&entries), compression, media_type)
+    }
+
     /// A layer from a tar built elsewhere (e.g. a hand-crafted malformed archive).
     pub fn from_tar(tar: Vec<u8>, compression: Compression, media_type: &str) -> Layer {
         let bytes = compress(&tar, compression);
@@ -261,6 +283,22 @@ impl SplitMix64 {
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Words from a small vocabulary, separated by spaces and newlines: compresses like text.
+    fn text(&mut self, len: usize) -> Vec<u8> {
+        const WORDS: [&str; 16] = [
+            "step", "image", "layer", "digest", "cache", "registry", "manifest", "index", "tag",
+            "blob", "runner", "job", "script", "echo", "exit", "config",
+        ];
+        let mut text = Vec::with_capacity(len + 16);
+        while text.len() < len {
+            let next = self.next();
+            text.extend_from_slice(WORDS[(next % 16) as usize].as_bytes());
+            text.push(if next % 11 == 0 { b'\n' } else { b' ' });
+        }
+        text.truncate(len);
+        text
     }
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
