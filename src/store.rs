@@ -227,8 +227,10 @@ impl Store {
     pub fn publish_layer(&self, staging: tempfile::TempDir, digest: &str) -> Result<PathBuf> {
         let target = self.layer_path(digest);
 
-        // A directory's entries reach the disk with the directory's own sync; doing it once here
-        // is what makes the rename publish complete content after a crash.
+        // The staging directory's own entries are synced before the rename. The files' contents
+        // are not synced one by one: a killed process cannot leave a partial layer (the page
+        // cache survives it), but a power loss right after the rename could. Closing that gap
+        // without a per-file fsync is still to be done.
         let dir =
             fs::File::open(staging.path()).map_err(Error::io("opening staging", staging.path()))?;
         dir.sync_all()
