@@ -459,18 +459,21 @@ fn every_cache_decision_is_logged_at_debug_with_fields() {
 
 #[test]
 fn cancelled_fetch_of_a_large_layer_returns_promptly_and_leaves_no_partial_layer() {
-    let registry = Registry::start();
-    let large = Layer::random(192 << 20, 7, Compression::None, support::OCI_LAYER_TAR);
-    registry.push_image(
-        "steps/large",
-        Some("1.0.0"),
+    // The registry of the tests' own stalls the first download half-way, so that the cancel
+    // always lands in the middle of the blob, however fast this machine is.
+    let large = Layer::random(32 << 20, 7, Compression::None, support::OCI_LAYER_TAR);
+    let (digest, half) = (large.digest.clone(), large.bytes.len() / 2);
+    let registry = support::HostileRegistry::serve_image(
+        "1.0.0",
         std::slice::from_ref(&large),
-        None,
-        false,
+        move |request, n| match request.path.ends_with(&digest) && n == 0 {
+            true => support::Reply::StallAfter(half, std::time::Duration::from_secs(30)),
+            false => support::Reply::Normal,
+        },
     );
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path());
-    let reference = format!("{}/steps/large:1.0.0", registry.host());
+    let reference = format!("{}/hostile/image:1.0.0", registry.host());
 
     let cancel = oci_cache::CancelToken::new();
     let trigger = cancel.clone();
