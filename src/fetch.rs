@@ -108,7 +108,7 @@ impl Fetch<'_> {
         };
 
         if let Some(digest) = &digest {
-            if let Some(bytes) = self.cached_blob(digest)? {
+            if let Some(bytes) = self.store.read_blob(digest)? {
                 debug!(digest = %digest, policy = mutability.name(), "manifest cache hit");
                 self.remember_tag(digest)?;
                 return Ok((digest.clone(), bytes));
@@ -153,7 +153,7 @@ impl Fetch<'_> {
         })?;
         debug!(index = %digest, manifest = %entry.digest, platform = %platform, "platform chosen");
 
-        let bytes = match self.cached_blob(&entry.digest)? {
+        let bytes = match self.store.read_blob(&entry.digest)? {
             Some(bytes) => bytes,
             None => {
                 self.get_manifest(&self.reference.with_digest(&entry.digest))
@@ -187,7 +187,7 @@ impl Fetch<'_> {
             return Ok(None);
         }
 
-        let bytes = match self.cached_blob(&config.digest)? {
+        let bytes = match self.store.read_blob(&config.digest)? {
             Some(bytes) => bytes,
             None => {
                 let bytes = self
@@ -266,11 +266,6 @@ impl Fetch<'_> {
         } else {
             ImageOutcome::Miss
         }
-    }
-
-    /// A cached manifest: never read when caching is disabled (the scratch store is empty).
-    fn cached_blob(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        self.store.read_blob(digest)
     }
 
     async fn get_manifest(&mut self, target: &ImageReference) -> Result<(Vec<u8>, String)> {

@@ -1,7 +1,7 @@
 //! Option handles: `oci_cache_options` for opening a cache, `oci_cache_fetch_options` for one
 //! fetch, and `oci_cache_cancel` tokens.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
 use super::{
@@ -15,7 +15,7 @@ use crate::runtime::CancelToken;
 
 /// Option codes for `oci_cache_options_set_string` and `oci_cache_options_set_uint`. Append-only.
 #[repr(u32)]
-#[allow(non_camel_case_types, dead_code)]
+#[allow(non_camel_case_types)]
 pub enum oci_cache_option {
     /// String `os/architecture[/variant]`: the platform chosen from indexes (default: the host's).
     Platform = 1,
@@ -30,7 +30,7 @@ pub enum oci_cache_option {
 
 /// Log levels of the log callback.
 #[repr(u32)]
-#[allow(non_camel_case_types, dead_code)]
+#[allow(non_camel_case_types)]
 pub enum oci_cache_log_level {
     /// Errors: the library gave up on something.
     Error = 1,
@@ -108,8 +108,8 @@ pub extern "C" fn oci_cache_options_set_string(
         let value = required_str(value, "value")?;
 
         match option {
-            1 => options.platform = Some(parse_platform(value)?),
-            2 => options.insecure_registries.push(value.to_string()),
+            PLATFORM => options.platform = Some(parse_platform(value)?),
+            INSECURE_REGISTRY => options.insecure_registries.push(value.to_string()),
             other => return Err(unknown_option(other, "a string")),
         }
         Ok(())
@@ -129,17 +129,19 @@ pub extern "C" fn oci_cache_options_set_uint(
         let options = &mut required_mut(options, "options")?.options;
 
         match option {
-            3 if (1..=64).contains(&value) => options.max_concurrent_layers = value as usize,
-            3 => {
+            MAX_CONCURRENT_LAYERS if (1..=64).contains(&value) => {
+                options.max_concurrent_layers = value as usize
+            }
+            MAX_CONCURRENT_LAYERS => {
                 return Err(Error::InvalidArgument {
                     name: "value",
                     reason: format!("max concurrent layers must be from 1 to 64, not {value}"),
                 })
             }
-            4 if (1..=3_600_000).contains(&value) => {
+            READ_TIMEOUT_MS if (1..=3_600_000).contains(&value) => {
                 options.read_timeout = std::time::Duration::from_millis(value)
             }
-            4 => {
+            READ_TIMEOUT_MS => {
                 return Err(Error::InvalidArgument {
                     name: "value",
                     reason: format!("read timeout must be from 1 to 3600000 ms, not {value}"),
@@ -224,8 +226,8 @@ pub extern "C" fn oci_cache_fetch_options_set_string(
         let value = optional_str(value, "value")?;
 
         match (option, value) {
-            (1, Some(value)) => options.platform = Some(parse_platform(value)?),
-            (1, None) => options.platform = None,
+            (PLATFORM, Some(value)) => options.platform = Some(parse_platform(value)?),
+            (PLATFORM, None) => options.platform = None,
             (other, _) => return Err(unknown_option(other, "a per-fetch string")),
         }
         Ok(())
@@ -299,31 +301,35 @@ fn unknown_option(code: u32, kind: &str) -> Error {
     }
 }
 
-fn log_level(level: u32) -> Result<tracing::Level, Error> {
-    Ok(match level {
-        1 => tracing::Level::ERROR,
-        2 => tracing::Level::WARN,
-        3 => tracing::Level::INFO,
-        4 => tracing::Level::DEBUG,
-        5 => tracing::Level::TRACE,
-        other => {
-            return Err(Error::InvalidArgument {
-                name: "level",
-                reason: format!("log level {other} is not from 1 (error) to 5 (trace)"),
-            })
-        }
+/// The C level codes and the `tracing` levels they stand for, in both directions.
+const LEVELS: [(u32, tracing::Level); 5] = [
+    (oci_cache_log_level::Error as u32, tracing::Level::ERROR),
+    (oci_cache_log_level::Warn as u32, tracing::Level::WARN),
+    (oci_cache_log_level::Info as u32, tracing::Level::INFO),
+    (oci_cache_log_level::Debug as u32, tracing::Level::DEBUG),
+    (oci_cache_log_level::Trace as u32, tracing::Level::TRACE),
+];
+
+fn log_level(code: u32) -> Result<tracing::Level, Error> {
+    let found = LEVELS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, level)| *level);
+    found.ok_or_else(|| Error::InvalidArgument {
+        name: "level",
+        reason: format!("log level {code} is not from 1 (error) to 5 (trace)"),
     })
 }
 
 fn level_code(level: tracing::Level) -> u32 {
-    match level {
-        tracing::Level::ERROR => 1,
-        tracing::Level::WARN => 2,
-        tracing::Level::INFO => 3,
-        tracing::Level::DEBUG => 4,
-        tracing::Level::TRACE => 5,
-    }
+    let found = LEVELS
+        .iter()
+        .find(|(_, l)| *l == level)
+        .map(|(code, _)| *code);
+    found.expect("every tracing level has a code")
 }
 
-#[allow(dead_code)]
-fn _assert_cstr_is_ffi_safe(_: &CStr) {}
+const PLATFORM: u32 = oci_cache_option::Platform as u32;
+const INSECURE_REGISTRY: u32 = oci_cache_option::InsecureRegistry as u32;
+const MAX_CONCURRENT_LAYERS: u32 = oci_cache_option::MaxConcurrentLayers as u32;
+const READ_TIMEOUT_MS: u32 = oci_cache_option::ReadTimeoutMs as u32;
