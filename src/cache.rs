@@ -35,6 +35,9 @@ pub struct CacheOptions {
     pub limits: Limits,
     /// Where the handle's log events go, besides any subscriber the host installed itself.
     pub log: Option<LogTarget>,
+    /// Credentials by registry host (`host[:port]`, `docker.io` for Docker Hub). A registry
+    /// with none is asked anonymously.
+    pub credentials: std::collections::HashMap<String, crate::Credential>,
 }
 
 /// A log callback and the most verbose level it wants.
@@ -63,6 +66,7 @@ impl Default for CacheOptions {
             read_timeout: std::time::Duration::from_secs(60),
             limits: Limits::default(),
             log: None,
+            credentials: Default::default(),
         }
     }
 }
@@ -251,8 +255,9 @@ impl Cache {
         let registries = Registries::new(RegistryOptions {
             insecure_registries: options.insecure_registries.clone(),
             read_timeout: options.read_timeout,
+            credentials: options.credentials.clone(),
             ..RegistryOptions::default()
-        });
+        })?;
         let inner = CacheInner {
             dir,
             store,

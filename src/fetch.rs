@@ -434,10 +434,7 @@ impl Transfer<'_> {
             .blob_stream(self.reference, self.descriptor, self.received)
             .await?;
         let mut stream = blob.stream;
-        if let Some(length) = stream
-            .content_length
-            .filter(|&n| n > expected - blob.offset)
-        {
+        if let Some(length) = blob.content_length.filter(|&n| n > expected - blob.offset) {
             let offset = blob.offset;
             let detail = format!(
                 "registry announces {length} bytes from offset {offset}, \
@@ -451,9 +448,6 @@ impl Transfer<'_> {
         while let Some(item) = stream.next().await {
             let mut bytes = match item {
                 Ok(bytes) => bytes,
-                // oci-client reports its own digest check as an error at the end of a full
-                // stream: the transfer itself ended, and the checks below say more.
-                Err(e) if crate::registry::is_digest_verdict(&e) => break,
                 Err(e) => return Err(self.network(crate::registry::error_chain(&e))),
             };
             let skipped = skip.min(bytes.len() as u64);

@@ -26,7 +26,7 @@ pub mod logging;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
-mod registry;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 
@@ -37,4 +37,5 @@ pub use cache::{
 pub use error::{Error, ErrorCode, Result};
 pub use platform::Platform;
 pub use reference::{ImageReference, Mutability};
+pub use registry::auth::Credential;
 pub use runtime::CancelToken;

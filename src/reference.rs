@@ -139,27 +139,6 @@ impl ImageReference {
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
     }
-
-    /// The equivalent `oci_client` reference, for requests.
-    pub(crate) fn to_client_reference(&self) -> oci_client::Reference {
-        let (registry, repository) = (self.registry.clone(), self.repository.clone());
-        match (&self.tag, &self.digest) {
-            (Some(tag), Some(digest)) => oci_client::Reference::with_tag_and_digest(
-                registry,
-                repository,
-                tag.clone(),
-                digest.clone(),
-            ),
-            (_, Some(digest)) => {
-                oci_client::Reference::with_digest(registry, repository, digest.clone())
-            }
-            (tag, None) => oci_client::Reference::with_tag(
-                registry,
-                repository,
-                tag.clone().unwrap_or_else(|| DEFAULT_TAG.to_string()),
-            ),
-        }
-    }
 }
 
 impl fmt::Display for ImageReference {

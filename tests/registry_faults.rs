@@ -98,6 +98,58 @@ fn too_many_requests_is_retried() {
 }
 
 #[test]
+fn retry_after_is_honoured_when_longer_than_the_backoff() {
+    // The first pause of our own is 250 ms; the registry asks for 2 s.
+    let layer = layer();
+    let registry = HostileRegistry::serve_image("1.0.0", std::slice::from_ref(&layer), |r, n| {
+        let retry_after = vec![("Retry-After".to_string(), "2".to_string())];
+        match r.path.ends_with("/1.0.0") && n == 0 {
+            true => Reply::Status(429, retry_after),
+            false => Reply::Normal,
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+
+    let image = fetch(&registry, dir.path()).unwrap();
+
+    let tries: Vec<_> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/1.0.0"))
+        .collect();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    let pause = tries[1].at - tries[0].at;
+    assert!(pause >= Duration::from_secs(2), "retried after {pause:?}");
+    assert_layer_complete(&image, &layer);
+}
+
+#[test]
+fn retry_after_beyond_the_bound_fails_at_once_and_says_why() {
+    let layer = layer();
+    let registry = HostileRegistry::serve_image("1.0.0", std::slice::from_ref(&layer), |r, _| {
+        let retry_after = vec![("Retry-After".to_string(), "3600".to_string())];
+        match r.path.ends_with("/1.0.0") {
+            true => Reply::Status(503, retry_after),
+            false => Reply::Normal,
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+
+    let error = fetch(&registry, dir.path()).unwrap_err();
+
+    assert_eq!(error.code(), ErrorCode::Registry, "{error}");
+    let message = error.to_string();
+    assert!(message.contains("503"), "{message}");
+    assert!(message.contains("retry after 3600 s"), "{message}");
+    let tries = registry
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/1.0.0"))
+        .count();
+    assert_eq!(tries, 1, "no try after a pause longer than the bound");
+}
+
+#[test]
 fn persistent_server_error_fails_after_a_bounded_number_of_tries() {
     let layer = layer();
     let digest = layer.digest.clone();
@@ -290,4 +342,55 @@ fn descriptor_digest_that_could_name_a_path_is_refused_before_any_blob_request()
             .iter()
             .all(|r| !r.path.contains("/blobs/")));
     }
+}
+
+#[test]
+fn credentials_are_not_forwarded_across_a_redirect_to_another_host() {
+    // The registry asks for Basic credentials, then redirects the blob to another host (a
+    // storage backend, as registries do): that host must see no Authorization header.
+    let layer = layer();
+    let storage =
+        HostileRegistry::serve_image("1.0.0", std::slice::from_ref(&layer), |_, _| Reply::Normal);
+    let elsewhere = format!(
+        "http://localhost:{}/v2/hostile/image/blobs/{}",
+        storage.host().rsplit(':').next().unwrap(),
+        layer.digest
+    );
+    let digest = layer.digest.clone();
+    let registry =
+        HostileRegistry::serve_image("1.0.0", std::slice::from_ref(&layer), move |r, _| {
+            let challenge = ("WWW-Authenticate".into(), r#"Basic realm="test""#.into());
+            match (r.authorization.is_some(), r.path.ends_with(&digest)) {
+                (false, _) => Reply::Status(401, vec![challenge]),
+                (true, true) => Reply::Redirect(elsewhere.clone()),
+                (true, false) => Reply::Normal,
+            }
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let credential = oci_cache::Credential::Basic {
+        username: "ci".into(),
+        password: "secret".into(),
+    };
+    let options = CacheOptions {
+        credentials: [(registry.host(), credential)].into(),
+        ..Default::default()
+    };
+    let reference = format!("{}/hostile/image:1.0.0", registry.host());
+
+    let image = Cache::open(dir.path(), options)
+        .unwrap()
+        .fetch(&reference, &FetchOptions::default())
+        .unwrap();
+
+    assert_layer_complete(&image, &layer);
+    let sent = registry.requests();
+    let basic = "Basic Y2k6c2VjcmV0"; // ci:secret
+    assert!(
+        sent.iter()
+            .any(|r| r.authorization.as_deref() == Some(basic)),
+        "{sent:?}"
+    );
+    let followed = storage.requests();
+    assert_eq!(followed.len(), 1, "{followed:?}");
+    assert_eq!(followed[0].authorization, None, "{followed:?}");
 }

@@ -22,6 +22,8 @@ pub struct SeenRequest {
     pub range: Option<String>,
     /// The Authorization header, if any.
     pub authorization: Option<String>,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 /// What to do with one request.
@@ -203,6 +205,7 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<SeenRequest> {
         path,
         range: headers.get("range").cloned(),
         authorization: headers.get("authorization").cloned(),
+        at: std::time::Instant::now(),
     })
 }
 
