@@ -19,18 +19,21 @@ func TestCancellingDuringALargeLayerReturnsPromptlyAndTheNextFetchCompletes(t *t
 	cache := openCache(t, ocicache.WithLogger(slog.New(logs)))
 	reference := pushed.reference("1.0.0")
 
+	// Cancel as soon as the large layer's download begins (its "layer cache" event), so that
+	// the cancel lands mid-download however fast or slow this machine is.
 	ctx, cancel := context.WithCancel(context.Background())
 	var cancelledAt atomic.Value
-	time.AfterFunc(200*time.Millisecond, func() {
+	go func() {
+		logs.waitFor("layer cache", "digest", large, time.Minute)
 		cancelledAt.Store(time.Now())
 		cancel()
-	})
+	}()
 	started := time.Now()
 	_, err := cache.Fetch(ctx, reference)
 	returned := time.Now()
 
 	if err == nil {
-		t.Fatalf("the fetch of a 256 MiB layer completed before the cancel at 200 ms")
+		t.Fatalf("the fetch of a 256 MiB layer completed before the cancel")
 	}
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, ocicache.ErrCancelled) {
 		t.Fatalf("got %v, want an error matching context.Canceled and ErrCancelled", err)

@@ -249,6 +249,14 @@ func (h *recordingHandler) find(message, key, value string) []slog.Record {
 	return found
 }
 
+// waitFor waits until a record like find's has arrived, or timeout has passed.
+func (h *recordingHandler) waitFor(message, key, value string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for len(h.find(message, key, value)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // hasAttr reports whether r has attribute key, with value unless value is "".
 func hasAttr(r slog.Record, key, value string) bool {
 	found := false
