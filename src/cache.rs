@@ -12,6 +12,7 @@ use crate::logging::{self, LogCallback, SinkGuard};
 use crate::manifest::Manifest;
 use crate::platform::{self, Platform};
 use crate::reference::ImageReference;
+use crate::registry::docker_config::DockerConfig;
 use crate::registry::{Registries, RegistryOptions};
 use crate::runtime::{self, CancelToken};
 use crate::store::Store;
@@ -35,9 +36,19 @@ pub struct CacheOptions {
     pub limits: Limits,
     /// Where the handle's log events go, besides any subscriber the host installed itself.
     pub log: Option<LogTarget>,
-    /// Credentials by registry host (`host[:port]`, `docker.io` for Docker Hub). A registry
-    /// with none is asked anonymously.
+    /// Credentials by registry host (`host[:port]`, `docker.io` for Docker Hub). They take
+    /// precedence over the Docker config's; a registry with none anywhere is asked anonymously.
     pub credentials: std::collections::HashMap<String, crate::Credential>,
+    /// Read credentials from a Docker config: `auth_file` when set, else the content of
+    /// `DOCKER_AUTH_CONFIG`, else `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`.
+    /// Default: true.
+    pub docker_config: bool,
+    /// A Docker config file to read credentials from, in place of the default places.
+    pub auth_file: Option<PathBuf>,
+    /// PEM files of certificate authorities trusted besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// Mirrors by registry host, tried in order before the registry itself.
+    pub mirrors: std::collections::HashMap<String, Vec<crate::Mirror>>,
 }
 
 /// A log callback and the most verbose level it wants.
@@ -67,6 +78,10 @@ impl Default for CacheOptions {
             limits: Limits::default(),
             log: None,
             credentials: Default::default(),
+            docker_config: true,
+            auth_file: None,
+            ca_files: Vec::new(),
+            mirrors: Default::default(),
         }
     }
 }
@@ -256,6 +271,9 @@ impl Cache {
             insecure_registries: options.insecure_registries.clone(),
             read_timeout: options.read_timeout,
             credentials: options.credentials.clone(),
+            credential_source: credential_source(&options)?,
+            ca_certificates: read_ca_files(&options.ca_files)?,
+            mirrors: options.mirrors.clone(),
             ..RegistryOptions::default()
         })?;
         let inner = CacheInner {
@@ -441,4 +459,31 @@ pub fn disabled_by_env() -> bool {
             )
         })
         .unwrap_or(false)
+}
+
+/// The Docker config credentials come from, when the options ask for one and there is one.
+fn credential_source(
+    options: &CacheOptions,
+) -> Result<Option<Arc<dyn crate::registry::auth::CredentialSource>>> {
+    if !options.docker_config && options.auth_file.is_none() {
+        return Ok(None);
+    }
+    let config = DockerConfig::load(options.auth_file.as_deref()).map_err(|reason| {
+        Error::InvalidArgument {
+            name: "auth_file",
+            reason,
+        }
+    })?;
+    if let Some(config) = &config {
+        debug!(config = ?config, "Docker config read");
+    }
+    Ok(config.map(|c| Arc::new(c) as Arc<dyn crate::registry::auth::CredentialSource>))
+}
+
+/// The PEM text of each CA file.
+fn read_ca_files(files: &[PathBuf]) -> Result<Vec<Vec<u8>>> {
+    files
+        .iter()
+        .map(|file| std::fs::read(file).map_err(Error::io("reading CA file", file)))
+        .collect()
 }

@@ -17,6 +17,7 @@ use crate::lock::LayerLock;
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest};
 use crate::platform::{self, Platform};
 use crate::reference::{parse_digest, ImageReference, Mutability};
+use crate::registry::Sources;
 use crate::store::Store;
 
 /// Chunks in flight between the download and the extractor of one layer.
@@ -43,6 +44,7 @@ pub(crate) async fn fetch(
         let (manifest_digest, manifest, chosen) =
             fetch.select(&top_digest, &top_bytes, platform).await?;
         let layers = fetch.layers(&manifest).await?;
+        fetch.remember_privacy()?;
 
         let outcome = fetch.outcome(&layers);
         let downloaded = layers
@@ -110,6 +112,7 @@ impl Fetch<'_> {
         if let Some(digest) = &digest {
             if let Some(bytes) = self.store.read_blob(digest)? {
                 debug!(digest = %digest, policy = mutability.name(), "manifest cache hit");
+                self.check_access(digest).await?;
                 self.remember_tag(digest)?;
                 return Ok((digest.clone(), bytes));
             }
@@ -123,6 +126,37 @@ impl Fetch<'_> {
         let (bytes, digest) = self.get_manifest(&target).await?;
         self.remember_tag(&digest)?;
         Ok((digest, bytes))
+    }
+
+    /// Before serving a cached image of a private repository, prove that this caller may read
+    /// it (one authenticated HEAD, remembered for a few minutes). A mutable tag's HEAD to the
+    /// registry already proved it, unless a mirror answered that HEAD.
+    async fn check_access(&mut self, digest: &str) -> Result<()> {
+        if self.cache.disabled || !self.store.is_private(self.reference) {
+            return Ok(());
+        }
+        let registries = &self.cache.registries;
+        let resolved_at_origin = self.reference.mutability() == Mutability::MutableTag
+            && self.reference.digest().is_none()
+            && !registries.has_mirrors(self.reference.registry());
+        if resolved_at_origin {
+            return Ok(());
+        }
+
+        debug!(digest = %digest, "private image: proving access before serving it");
+        self.requests += 1;
+        registries.prove_access(self.reference, digest).await
+    }
+
+    /// Record the repository as private when the registry asked for the caller's credentials.
+    fn remember_privacy(&self) -> Result<()> {
+        if self.cache.disabled || !self.cache.registries.used_credentials(self.reference) {
+            return Ok(());
+        }
+        if !self.store.is_private(self.reference) {
+            debug!(repository = %self.reference.name(), "repository recorded as private");
+        }
+        self.store.mark_private(self.reference)
     }
 
     /// Pick the image manifest for `platform` out of an index, or take the manifest as it is.
@@ -193,7 +227,7 @@ impl Fetch<'_> {
                 let bytes = self
                     .cache
                     .registries
-                    .get_small_blob(self.reference, config)
+                    .get_small_blob(self.reference, config, Sources::Any)
                     .await?;
                 self.store.write_blob(&config.digest, &bytes)?;
                 bytes
@@ -247,13 +281,56 @@ impl Fetch<'_> {
 
         let reclaimed = self.store.reclaim_staging(digest)?;
         debug!(digest = %digest, outcome = "miss", reclaimed, "layer cache");
-        layer.path = self.download(descriptor, Some(lock)).await?;
+        layer.path = match self.download(descriptor, Some(lock)).await {
+            Err(error @ Error::Integrity { .. }) if self.has_mirrors() => {
+                self.download_from_origin(descriptor, error).await?
+            }
+            downloaded => downloaded?,
+        };
         layer.cache = LayerOutcome::Miss;
         Ok(layer)
     }
 
+    /// After a mirror served wrong bytes for a layer: skip the mirrors and download it from the
+    /// registry itself.
+    async fn download_from_origin(&self, descriptor: &Descriptor, error: Error) -> Result<PathBuf> {
+        let digest = &descriptor.digest;
+        tracing::warn!(
+            digest = %digest,
+            error = %error,
+            "a mirror served wrong bytes: downloading the layer from the registry itself"
+        );
+
+        let lock = crate::lock::lock_layer(self.store.layer_lock_path(digest)).await?;
+        if self.store.has_layer(digest) {
+            return Ok(self.store.layer_path(digest));
+        }
+        self.store.reclaim_staging(digest)?;
+        download_layer(
+            self.cache,
+            self.store,
+            self.reference,
+            descriptor,
+            Some(lock),
+            Sources::OriginOnly,
+        )
+        .await
+    }
+
     async fn download(&self, descriptor: &Descriptor, lock: Option<LayerLock>) -> Result<PathBuf> {
-        download_layer(self.cache, self.store, self.reference, descriptor, lock).await
+        download_layer(
+            self.cache,
+            self.store,
+            self.reference,
+            descriptor,
+            lock,
+            Sources::Any,
+        )
+        .await
+    }
+
+    fn has_mirrors(&self) -> bool {
+        self.cache.registries.has_mirrors(self.reference.registry())
     }
 
     fn outcome(&self, layers: &[Layer]) -> ImageOutcome {
@@ -320,6 +397,7 @@ async fn download_layer(
     reference: &ImageReference,
     descriptor: &Descriptor,
     lock: Option<LayerLock>,
+    sources: Sources,
 ) -> Result<PathBuf> {
     let digest = parse_digest(&descriptor.digest).map_err(|detail| Error::Registry {
         what: "layer descriptor".into(),
@@ -350,7 +428,7 @@ async fn download_layer(
         published
     });
 
-    let downloaded = download_blob(cache, reference, descriptor, sender).await;
+    let downloaded = download_blob(cache, reference, descriptor, sender, sources).await;
     let extracted = extraction
         .await
         .map_err(|e| Error::Panic(format!("layer extraction task: {e}")))?;
@@ -366,8 +444,9 @@ async fn download_blob(
     reference: &ImageReference,
     descriptor: &Descriptor,
     sender: mpsc::Sender<Chunk>,
+    sources: Sources,
 ) -> Result<()> {
-    let outcome = stream_blob(cache, reference, descriptor, &sender).await;
+    let outcome = stream_blob(cache, reference, descriptor, &sender, sources).await;
     let last = match &outcome {
         Ok(true) => Chunk::End,
         Ok(false) => return Ok(()),
@@ -385,12 +464,14 @@ async fn stream_blob(
     reference: &ImageReference,
     descriptor: &Descriptor,
     sender: &mpsc::Sender<Chunk>,
+    sources: Sources,
 ) -> Result<bool> {
     let registries = &cache.registries;
     let mut transfer = Transfer {
         reference,
         descriptor,
         sender,
+        sources,
         received: 0,
     };
 
@@ -421,6 +502,8 @@ struct Transfer<'a> {
     reference: &'a ImageReference,
     descriptor: &'a Descriptor,
     sender: &'a mpsc::Sender<Chunk>,
+    /// Whether mirrors may serve it.
+    sources: Sources,
     /// Bytes already sent to the extractor.
     received: u64,
 }
@@ -431,8 +514,11 @@ impl Transfer<'_> {
     async fn forward(&mut self, registries: &crate::registry::Registries) -> Result<bool> {
         let expected = self.descriptor.size as u64;
         let blob = registries
-            .blob_stream(self.reference, self.descriptor, self.received)
+            .blob_stream(self.reference, self.descriptor, self.received, self.sources)
             .await?;
+        if let Some(mirror) = &blob.mirror {
+            debug!(digest = %self.descriptor.digest, mirror = %mirror, "blob served by a mirror");
+        }
         let mut stream = blob.stream;
         if let Some(length) = blob.content_length.filter(|&n| n > expected - blob.offset) {
             let offset = blob.offset;

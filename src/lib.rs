@@ -38,4 +38,5 @@ pub use error::{Error, ErrorCode, Result};
 pub use platform::Platform;
 pub use reference::{ImageReference, Mutability};
 pub use registry::auth::Credential;
+pub use registry::Mirror;
 pub use runtime::CancelToken;

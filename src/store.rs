@@ -6,6 +6,8 @@
 //!   blobs/sha256/<hex>      manifests, indexes and configs, verified, as served
 //!   layers/sha256/<hex>/    one extracted layer per digest, published by rename
 //!   tags/<hex>.json         last digest seen for a tag, keyed by sha256("registry/repo:tag")
+//!   private/<hex>           a repository that asked for credentials, keyed by
+//!                           sha256("registry/repo"); holds that name
 //!   staging/                private work directories and files, renamed into place when done
 //!   locks/sha256/<hex>      lock files: whoever holds one downloads that layer (see `lock`)
 //! ```
@@ -53,6 +55,7 @@ impl Store {
             "blobs/sha256",
             "layers/sha256",
             "tags",
+            "private",
             "staging",
             "locks/sha256",
         ] {
@@ -267,6 +270,26 @@ impl Store {
         };
         let bytes = serde_json::to_vec(&record).expect("a tag record serialises");
         write_atomically(&self.root, &self.tag_path(reference), &bytes)
+    }
+
+    /// Record that `reference`'s repository asked for credentials: every later hit on it must
+    /// first prove that the caller may read it.
+    pub fn mark_private(&self, reference: &ImageReference) -> Result<()> {
+        let path = self.private_path(reference);
+        if path.exists() {
+            return Ok(());
+        }
+        write_atomically(&self.root, &path, reference.name().as_bytes())
+    }
+
+    /// True when `reference`'s repository was recorded as private.
+    pub fn is_private(&self, reference: &ImageReference) -> bool {
+        self.private_path(reference).exists()
+    }
+
+    fn private_path(&self, reference: &ImageReference) -> PathBuf {
+        let key = hex::encode(Sha256::digest(reference.name().as_bytes()));
+        self.root.join("private").join(key)
     }
 
     /// All tag records.

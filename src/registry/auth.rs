@@ -6,9 +6,9 @@
 //! server that registry names in its challenge (never over plain HTTP unless the registry itself
 //! is reached over plain HTTP). Redirects to another host drop the `Authorization` header.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -62,49 +62,69 @@ struct Grant {
     expires: Option<Instant>,
 }
 
+/// Where credentials come from when the caller gave none for a registry explicitly (a Docker
+/// config and its credential helpers). May block: it can run a helper program.
+pub trait CredentialSource: Send + Sync + fmt::Debug {
+    /// The credential for `registry` (`host[:port]`), None when there is none.
+    fn credential(&self, registry: &str) -> Result<Option<Credential>, String>;
+}
+
 /// Credentials per registry host, and the grants obtained with them.
 #[derive(Default)]
 pub struct Authenticator {
     credentials: HashMap<String, Credential>,
+    source: Option<Arc<dyn CredentialSource>>,
+    /// Credentials looked up in `source`, by registry host.
+    looked_up: Mutex<HashMap<String, Option<Credential>>>,
     /// (registry host, repository) -> the header that last worked.
     grants: Mutex<HashMap<(String, String), Grant>>,
+    /// (registry host, repository) pairs the caller's credentials were sent for.
+    credentialed: Mutex<HashSet<(String, String)>>,
 }
 
 impl Authenticator {
-    /// An authenticator holding `credentials`, keyed by registry host (`host[:port]`).
-    pub fn new(credentials: HashMap<String, Credential>) -> Authenticator {
+    /// An authenticator with explicit `credentials` (by registry host, `host[:port]`), and a
+    /// `source` asked for registries that have none there.
+    pub fn new(
+        credentials: HashMap<String, Credential>,
+        source: Option<Arc<dyn CredentialSource>>,
+    ) -> Authenticator {
         Authenticator {
             credentials,
-            grants: Mutex::default(),
+            source,
+            ..Authenticator::default()
         }
-    }
-
-    /// The credential the caller gave for `registry`, if any.
-    pub fn credential(&self, registry: &str) -> Option<&Credential> {
-        self.credentials.get(registry)
     }
 
     /// The header to send with a request to `repository` on `registry`, if one is known: a
     /// grant from an earlier challenge that has not expired, or a bearer token given as is.
     pub fn authorization(&self, registry: &str, repository: &str) -> Option<HeaderValue> {
         let key = (registry.to_string(), repository.to_string());
-        let grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
+        let grants = lock(&self.grants);
         if let Some(grant) = grants.get(&key) {
             if grant.expires.is_none_or(|expires| Instant::now() < expires) {
                 return Some(grant.header.clone());
             }
         }
-        match self.credential(registry) {
-            Some(Credential::Bearer(token)) => bearer_header(token).ok(),
+        match self.credentials.get(registry) {
+            Some(Credential::Bearer(token)) => {
+                lock(&self.credentialed).insert(key);
+                bearer_header(token).ok()
+            }
             _ => None,
         }
+    }
+
+    /// True when the caller's credentials were sent for `repository` on `registry`.
+    pub fn used_credential(&self, registry: &str, repository: &str) -> bool {
+        let key = (registry.to_string(), repository.to_string());
+        lock(&self.credentialed).contains(&key)
     }
 
     /// Forget the grant for `repository` on `registry`: the registry refused it.
     pub fn forget(&self, registry: &str, repository: &str) {
         let key = (registry.to_string(), repository.to_string());
-        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        grants.remove(&key);
+        lock(&self.grants).remove(&key);
     }
 
     /// Answer the registry's `WWW-Authenticate` challenge for pulling from `repository`,
@@ -117,7 +137,8 @@ impl Authenticator {
         challenge: &str,
         registry_is_plain_http: bool,
     ) -> Result<HeaderValue, AuthFailure> {
-        let credential = self.credential(registry);
+        let credential = self.credential(registry).await?;
+        let credential = credential.as_ref();
         let challenge = Challenge::parse(challenge)?;
 
         let grant = match challenge {
@@ -142,10 +163,40 @@ impl Authenticator {
         );
 
         let key = (registry.to_string(), repository.to_string());
-        let mut grants = self.grants.lock().unwrap_or_else(|e| e.into_inner());
-        grants.insert(key, grant.clone());
+        if credential.is_some() {
+            lock(&self.credentialed).insert(key.clone());
+        }
+        lock(&self.grants).insert(key, grant.clone());
         Ok(grant.header)
     }
+
+    /// The caller's credential for `registry`: the explicit one, else the source's (looked up
+    /// once per handle, on a blocking thread since a helper program may run).
+    async fn credential(&self, registry: &str) -> Result<Option<Credential>, AuthFailure> {
+        if let Some(credential) = self.credentials.get(registry) {
+            return Ok(Some(credential.clone()));
+        }
+        let Some(source) = self.source.clone() else {
+            return Ok(None);
+        };
+        if let Some(known) = lock(&self.looked_up).get(registry) {
+            return Ok(known.clone());
+        }
+
+        let host = registry.to_string();
+        let found = tokio::task::spawn_blocking(move || source.credential(&host))
+            .await
+            .map_err(|e| AuthFailure::Refused(format!("credential lookup: {e}")))?
+            .map_err(AuthFailure::Refused)?;
+        tracing::debug!(registry, found = found.is_some(), "credentials looked up");
+        lock(&self.looked_up).insert(registry.to_string(), found.clone());
+        Ok(found)
+    }
+}
+
+/// Lock a mutex, even one a panicking thread left poisoned (the maps stay consistent).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The parts of a challenge this client answers.

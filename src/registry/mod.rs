@@ -9,10 +9,13 @@
 //! insecure.
 
 pub mod auth;
+pub mod docker_config;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{Stream, TryStreamExt};
@@ -23,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor};
 use crate::reference::ImageReference;
-use auth::{AuthFailure, Authenticator, Credential};
+use auth::{AuthFailure, Authenticator, Credential, CredentialSource};
 
 const USER_AGENT: &str = concat!("oci-cache/", env!("CARGO_PKG_VERSION"));
 
@@ -39,7 +42,60 @@ pub struct RegistryOptions {
     /// The first pause between two tries; it doubles each time.
     pub retry_delay: Duration,
     /// Credentials by registry host (`host[:port]`).
-    pub credentials: std::collections::HashMap<String, Credential>,
+    pub credentials: HashMap<String, Credential>,
+    /// Where credentials not given in `credentials` come from (a Docker config).
+    pub credential_source: Option<Arc<dyn CredentialSource>>,
+    /// Extra certificate authorities (PEM), trusted besides the system's.
+    pub ca_certificates: Vec<Vec<u8>>,
+    /// Mirrors by registry host, tried in order before the registry itself.
+    pub mirrors: HashMap<String, Vec<Mirror>>,
+}
+
+/// A mirror of a registry: another registry that serves the same repositories (a pull-through
+/// cache, a P2P mirror). Everything it serves is verified as if it came from the origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// Its base URL, `http://` or `https://`, without the `/v2/` path.
+    pub url: String,
+    /// It serves manifests by digest and blobs only, never resolves tags.
+    pub digest_only: bool,
+}
+
+impl Mirror {
+    /// Parse `URL`, checking that it is an http or https URL with a host.
+    pub fn new(url: &str, digest_only: bool) -> std::result::Result<Mirror, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        if !["http", "https"].contains(&parsed.scheme()) || parsed.host_str().is_none() {
+            return Err(format!(
+                "{url:?} is not an http:// or https:// URL with a host"
+            ));
+        }
+        if parsed.query().is_some() || parsed.fragment().is_some() {
+            return Err(format!("{url:?} has a query or fragment"));
+        }
+        Ok(Mirror {
+            url: url.trim_end_matches('/').to_string(),
+            digest_only,
+        })
+    }
+
+    /// `host[:port]`, the key of the mirror's own credentials.
+    fn authority(&self) -> String {
+        let url = reqwest::Url::parse(&self.url).expect("checked when made");
+        match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+            None => url.host_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// Which sources a request may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources {
+    /// The registry's mirrors, in order, then the registry.
+    Any,
+    /// The registry alone (a mirror served wrong bytes).
+    OriginOnly,
 }
 
 impl Default for RegistryOptions {
@@ -50,6 +106,9 @@ impl Default for RegistryOptions {
             attempts: 4,
             retry_delay: Duration::from_millis(250),
             credentials: Default::default(),
+            credential_source: None,
+            ca_certificates: Vec::new(),
+            mirrors: HashMap::new(),
         }
     }
 }
@@ -72,7 +131,12 @@ pub struct Registries {
     options: RegistryOptions,
     http: reqwest::Client,
     auth: Authenticator,
+    /// (registry, repository) -> when the caller last proved it may read that repository.
+    access: Mutex<HashMap<(String, String), Instant>>,
 }
+
+/// How long a proof of access to a private repository is remembered by a handle.
+pub const ACCESS_PROOF_LIFETIME: Duration = Duration::from_secs(300);
 
 /// A blob stream, and whether it starts at the requested offset (a Range request the server
 /// honoured) or at byte 0 (the server sent the whole blob).
@@ -83,12 +147,25 @@ pub struct BlobStream {
     pub content_length: Option<u64>,
     /// The offset of the first byte of `stream` in the blob.
     pub offset: u64,
+    /// The mirror that serves it, or None for the registry itself.
+    pub mirror: Option<String>,
 }
 
 /// One request's target, for messages.
 struct Target<'a> {
     reference: &'a ImageReference,
     what: &'a str,
+}
+
+/// A place a request can go: a mirror or the registry itself.
+struct Endpoint {
+    /// `scheme://host[:port][/prefix]`.
+    base: String,
+    /// `host[:port]`: the key of credentials and grants.
+    authority: String,
+    /// The registry host, when this is one of its mirrors (sent as `ns`, as containerd does).
+    mirror_of: Option<String>,
+    plain_http: bool,
 }
 
 /// How one try of a request failed.
@@ -103,24 +180,51 @@ enum Failure {
     },
 }
 
+impl Failure {
+    fn into_error(self) -> Error {
+        match self {
+            Failure::Final(error) | Failure::Transient { error, .. } => error,
+        }
+    }
+}
+
 impl Registries {
     /// Registries reached with `options`.
     pub fn new(options: RegistryOptions) -> Result<Registries> {
+        let invalid = |detail: String| Error::InvalidArgument {
+            name: "ca_certificates",
+            reason: detail,
+        };
+        let mut roots = Vec::new();
+        for pem in &options.ca_certificates {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| invalid(format!("not PEM certificates: {}", error_chain(&e))))?;
+            if certificates.is_empty() {
+                return Err(invalid("no certificate in the PEM text".into()));
+            }
+            roots.extend(certificates);
+        }
+
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(options.read_timeout)
+            .tls_certs_merge(roots)
             .build()
             .map_err(|e| Error::Network {
                 what: "registry client".to_string(),
                 reference: String::new(),
                 detail: format!("cannot build an HTTP client: {}", error_chain(&e)),
             })?;
-        let auth = Authenticator::new(options.credentials.clone());
+        let auth = Authenticator::new(
+            options.credentials.clone(),
+            options.credential_source.clone(),
+        );
         Ok(Registries {
             options,
             http,
             auth,
+            access: Mutex::default(),
         })
     }
 
@@ -130,11 +234,18 @@ impl Registries {
             reference,
             what: "manifest",
         };
-        let url = self.manifest_url(reference);
+        let path = manifest_path(reference);
 
         let response = self
-            .send(&target, Method::HEAD, &url, &accept_manifests())
-            .await?;
+            .send(
+                &target,
+                Method::HEAD,
+                &path,
+                &accept_manifests(),
+                Sources::Any,
+            )
+            .await?
+            .0;
         let announced = response
             .headers()
             .get("docker-content-digest")
@@ -163,11 +274,18 @@ impl Registries {
             reference,
             what: &what,
         };
-        let url = self.manifest_url(reference);
+        let path = manifest_path(reference);
 
         let response = self
-            .send(&target, Method::GET, &url, &accept_manifests())
-            .await?;
+            .send(
+                &target,
+                Method::GET,
+                &path,
+                &accept_manifests(),
+                Sources::Any,
+            )
+            .await?
+            .0;
         let announced = response
             .headers()
             .get("docker-content-digest")
@@ -187,6 +305,62 @@ impl Registries {
         Ok((bytes, digest))
     }
 
+    /// Prove that the caller may read `reference`'s repository, pinned at `digest`: one HEAD of
+    /// the manifest with the caller's credentials, remembered for [`ACCESS_PROOF_LIFETIME`].
+    /// Asked of the registry itself, never of a mirror: only the origin knows who may read.
+    pub async fn prove_access(&self, reference: &ImageReference, digest: &str) -> Result<()> {
+        let key = (
+            reference.registry().to_string(),
+            reference.repository().to_string(),
+        );
+        let proven = self
+            .access
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        if proven.is_some_and(|at| at.elapsed() < ACCESS_PROOF_LIFETIME) {
+            tracing::debug!(repository = %key.1, "access to private repository proven recently");
+            return Ok(());
+        }
+
+        let pinned = reference.with_digest(digest);
+        let target = Target {
+            reference: &pinned,
+            what: "manifest (access check of a private image)",
+        };
+        let path = manifest_path(&pinned);
+        self.send(
+            &target,
+            Method::HEAD,
+            &path,
+            &accept_manifests(),
+            Sources::OriginOnly,
+        )
+        .await?;
+        tracing::debug!(repository = %key.1, "access to private repository proven");
+        self.access
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, Instant::now());
+        Ok(())
+    }
+
+    /// True when a request to `reference`'s repository carried the caller's credentials: the
+    /// registry asked for them, so the repository is private.
+    pub fn used_credentials(&self, reference: &ImageReference) -> bool {
+        self.auth
+            .used_credential(reference.registry(), reference.repository())
+    }
+
+    /// True when `registry` has mirrors.
+    pub fn has_mirrors(&self, registry: &str) -> bool {
+        self.options
+            .mirrors
+            .get(registry)
+            .is_some_and(|m| !m.is_empty())
+    }
+
     /// Open a stream of the blob `descriptor` of `reference`'s repository, from byte `offset`
     /// when the server honours a Range request (else from byte 0: see [`BlobStream::offset`]).
     /// The bytes are not checked here: the caller hashes them as they pass.
@@ -195,20 +369,23 @@ impl Registries {
         reference: &ImageReference,
         descriptor: &Descriptor,
         offset: u64,
+        sources: Sources,
     ) -> Result<BlobStream> {
         let what = format!("blob {}", descriptor.digest);
         let target = Target {
             reference,
             what: &what,
         };
-        let url = self.blob_url(reference, &descriptor.digest);
+        let path = format!("/v2/{}/blobs/{}", reference.repository(), descriptor.digest);
         let mut headers = HeaderMap::new();
         if offset > 0 {
             let range = HeaderValue::from_str(&format!("bytes={offset}-")).expect("ASCII");
             headers.insert(header::RANGE, range);
         }
 
-        let response = self.send(&target, Method::GET, &url, &headers).await?;
+        let (response, mirror) = self
+            .send(&target, Method::GET, &path, &headers, sources)
+            .await?;
         let start = match response.status() {
             StatusCode::PARTIAL_CONTENT => range_start(response.headers()),
             _ => Some(0),
@@ -227,6 +404,7 @@ impl Registries {
             content_length: response.content_length(),
             stream: Box::pin(response.bytes_stream()),
             offset: start,
+            mirror,
         })
     }
 
@@ -236,6 +414,7 @@ impl Registries {
         &self,
         reference: &ImageReference,
         descriptor: &Descriptor,
+        sources: Sources,
     ) -> Result<Vec<u8>> {
         let what = format!("blob {}", descriptor.digest);
         let network = |e: reqwest::Error| Error::Network {
@@ -244,7 +423,7 @@ impl Registries {
             detail: error_chain(&e),
         };
 
-        let blob = self.blob_stream(reference, descriptor, 0).await?;
+        let blob = self.blob_stream(reference, descriptor, 0, sources).await?;
         let limit = descriptor.size.max(0) as usize;
         let bytes: Vec<u8> = blob
             .stream
@@ -275,19 +454,72 @@ impl Registries {
         self.options.attempts.max(1)
     }
 
-    /// Send a request until it succeeds, fails for good, or runs out of tries. Transient
-    /// failures are tried again after a pause that doubles each time, or after the pause the
-    /// registry asked for with `Retry-After` when that is longer.
+    /// Send a request to the first source that answers it: each mirror once, in order, then
+    /// the registry with retries. Returns the answer and the mirror that gave it, if any.
     async fn send(
         &self,
         target: &Target<'_>,
         method: Method,
-        url: &str,
+        path: &str,
+        headers: &HeaderMap,
+        sources: Sources,
+    ) -> Result<(Response, Option<String>)> {
+        let registry = target.reference.registry();
+        let by_tag = path.contains("/manifests/") && target.reference.digest().is_none();
+        let mirrors = match sources {
+            Sources::Any => self.options.mirrors.get(registry).map(Vec::as_slice),
+            Sources::OriginOnly => None,
+        };
+
+        for mirror in mirrors.unwrap_or_default() {
+            if mirror.digest_only && by_tag {
+                continue;
+            }
+            let endpoint = Endpoint {
+                base: mirror.url.clone(),
+                authority: mirror.authority(),
+                mirror_of: Some(registry.to_string()),
+                plain_http: mirror.url.starts_with("http:"),
+            };
+            match self
+                .send_once(target, &endpoint, &method, path, headers)
+                .await
+            {
+                Ok(response) => return Ok((response, Some(mirror.url.clone()))),
+                Err(failure) => tracing::warn!(
+                    mirror = %mirror.url,
+                    what = target.what,
+                    reference = %target.reference,
+                    error = %failure.into_error(),
+                    "mirror failed, trying the next source"
+                ),
+            }
+        }
+
+        let origin = self.origin(registry);
+        let response = self
+            .send_with_retries(target, &origin, &method, path, headers)
+            .await?;
+        Ok((response, None))
+    }
+
+    /// Send a request until it succeeds, fails for good, or runs out of tries. Transient
+    /// failures are tried again after a pause that doubles each time, or after the pause the
+    /// registry asked for with `Retry-After` when that is longer.
+    async fn send_with_retries(
+        &self,
+        target: &Target<'_>,
+        endpoint: &Endpoint,
+        method: &Method,
+        path: &str,
         headers: &HeaderMap,
     ) -> Result<Response> {
         let mut attempt = 1;
         loop {
-            let (error, retry_after) = match self.send_once(target, &method, url, headers).await {
+            let (error, retry_after) = match self
+                .send_once(target, endpoint, method, path, headers)
+                .await
+            {
                 Ok(response) => return Ok(response),
                 Err(Failure::Final(error)) => return Err(error),
                 Err(Failure::Transient { error, retry_after }) => (error, retry_after),
@@ -321,23 +553,25 @@ impl Registries {
     async fn send_once(
         &self,
         target: &Target<'_>,
+        endpoint: &Endpoint,
         method: &Method,
-        url: &str,
+        path: &str,
         headers: &HeaderMap,
     ) -> std::result::Result<Response, Failure> {
-        let (registry, repository) = (target.reference.registry(), target.reference.repository());
-        let authorization = self.auth.authorization(registry, repository);
+        let (host, repository) = (endpoint.authority.as_str(), target.reference.repository());
+        let url = endpoint.url(path);
+        let authorization = self.auth.authorization(host, repository);
         let answered_before = authorization.is_some();
 
         let response = self
-            .request(target, method, url, headers, authorization)
+            .request(target, method, &url, headers, authorization)
             .await?;
         if response.status() != StatusCode::UNAUTHORIZED {
             return check_status(target, response).await;
         }
 
         // Refused: an expired or revoked grant, or none yet. Answer the challenge afresh.
-        self.auth.forget(registry, repository);
+        self.auth.forget(host, repository);
         let challenge = response
             .headers()
             .get(header::WWW_AUTHENTICATE)
@@ -346,21 +580,26 @@ impl Registries {
         let Some(challenge) = challenge else {
             return check_status(target, response).await;
         };
-        let plain_http = self.is_plain_http(registry);
         let authorization = self
             .auth
-            .answer(&self.http, registry, repository, &challenge, plain_http)
+            .answer(
+                &self.http,
+                host,
+                repository,
+                &challenge,
+                endpoint.plain_http,
+            )
             .await
             .map_err(|failure| auth_failure(target, failure))?;
         tracing::debug!(
-            registry,
+            registry = host,
             repository,
             renewed = answered_before,
             "registry challenge answered"
         );
 
         let response = self
-            .request(target, method, url, headers, Some(authorization))
+            .request(target, method, &url, headers, Some(authorization))
             .await?;
         check_status(target, response).await
     }
@@ -386,7 +625,7 @@ impl Registries {
             error: Error::Network {
                 what: target.what.to_string(),
                 reference: target.reference.to_string(),
-                detail: error_chain(&e),
+                detail: transport_detail(&e),
             },
             retry_after: None,
         })?;
@@ -399,40 +638,21 @@ impl Registries {
         Ok(response)
     }
 
-    /// `<scheme>://<host>/v2/<repository>/manifests/<digest or tag>`.
-    fn manifest_url(&self, reference: &ImageReference) -> String {
-        let tag_or_digest = reference
-            .digest()
-            .or(reference.tag())
-            .unwrap_or(crate::reference::DEFAULT_TAG);
-        format!(
-            "{}/v2/{}/manifests/{tag_or_digest}",
-            self.base_url(reference.registry()),
-            reference.repository()
-        )
-    }
-
-    /// `<scheme>://<host>/v2/<repository>/blobs/<digest>`.
-    fn blob_url(&self, reference: &ImageReference, digest: &str) -> String {
-        format!(
-            "{}/v2/{}/blobs/{digest}",
-            self.base_url(reference.registry()),
-            reference.repository()
-        )
-    }
-
-    /// The scheme and host that serve `registry`'s API.
-    fn base_url(&self, registry: &str) -> String {
-        let scheme = match self.is_plain_http(registry) {
-            true => "http",
-            false => "https",
-        };
+    /// The registry itself, as an endpoint.
+    fn origin(&self, registry: &str) -> Endpoint {
+        let plain_http = self.is_plain_http(registry);
+        let scheme = if plain_http { "http" } else { "https" };
         // Docker Hub's API is served from another name than its references use.
         let host = match registry {
             crate::reference::DEFAULT_REGISTRY => "registry-1.docker.io",
             other => other,
         };
-        format!("{scheme}://{host}")
+        Endpoint {
+            base: format!("{scheme}://{host}"),
+            authority: registry.to_string(),
+            mirror_of: None,
+            plain_http,
+        }
     }
 
     /// Loopback registries, and those named insecure, are reached over plain HTTP.
@@ -444,6 +664,37 @@ impl Registries {
                 .iter()
                 .any(|r| r == registry)
     }
+}
+
+impl Endpoint {
+    /// The URL of `path` (`/v2/...`) at this endpoint.
+    fn url(&self, path: &str) -> String {
+        match &self.mirror_of {
+            Some(registry) => format!("{}{path}?ns={registry}", self.base),
+            None => format!("{}{path}", self.base),
+        }
+    }
+}
+
+/// `/v2/<repository>/manifests/<digest or tag>`.
+fn manifest_path(reference: &ImageReference) -> String {
+    let tag_or_digest = reference
+        .digest()
+        .or(reference.tag())
+        .unwrap_or(crate::reference::DEFAULT_TAG);
+    format!("/v2/{}/manifests/{tag_or_digest}", reference.repository())
+}
+
+/// A transport error with its causes, and a hint when a certificate was not trusted.
+fn transport_detail(error: &reqwest::Error) -> String {
+    let detail = error_chain(error);
+    if detail.contains("certificate") {
+        return format!(
+            "{detail} (the registry's certificate is not trusted: add its certificate \
+             authority with a CA file option, or fix the certificate)"
+        );
+    }
+    detail
 }
 
 /// The Accept header for manifests and indexes of every supported kind.
@@ -669,9 +920,34 @@ mod tests {
         let registries = Registries::new(RegistryOptions::default()).unwrap();
         let reference = ImageReference::parse("alpine:3").unwrap();
 
+        let url = registries
+            .origin(reference.registry())
+            .url(&manifest_path(&reference));
+
         assert_eq!(
-            registries.manifest_url(&reference),
+            url,
             "https://registry-1.docker.io/v2/library/alpine/manifests/3"
         );
+    }
+
+    #[test]
+    fn mirrors_are_asked_with_the_registry_as_namespace() {
+        let mirror = Mirror::new("http://mirror.example:5000/", false).unwrap();
+        let endpoint = Endpoint {
+            base: mirror.url.clone(),
+            authority: mirror.authority(),
+            mirror_of: Some("registry.example".into()),
+            plain_http: true,
+        };
+
+        let url = endpoint.url("/v2/steps/echo/blobs/sha256:00");
+
+        assert_eq!(endpoint.authority, "mirror.example:5000");
+        assert_eq!(
+            url,
+            "http://mirror.example:5000/v2/steps/echo/blobs/sha256:00?ns=registry.example"
+        );
+        assert!(Mirror::new("ftp://mirror.example", false).is_err());
+        assert!(Mirror::new("mirror.example", false).is_err());
     }
 }

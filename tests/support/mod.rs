@@ -18,10 +18,11 @@ pub mod http;
 pub mod image;
 pub mod push;
 pub mod registry;
+pub mod secure;
 pub mod tree;
 
 pub use hostile::{HostileRegistry, Reply, SeenRequest};
 pub use image::*;
 pub use push::{Platform, Pushed, Remote};
-pub use registry::{Registry, Request};
+pub use registry::{Registry, Request, Setup, TokenAuth};
 pub use tree::{assert_same_tree, gnu_tar_extract, gnu_tar_try_extract};

@@ -92,24 +92,61 @@ impl Request {
     }
 }
 
+/// How a registry is set up beyond the plain default (anonymous, plain HTTP, own storage).
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Serve the storage of another registry (see [`Registry::storage_root`]): a plain registry
+    /// takes the pushes, a secured one on the same storage serves them.
+    pub storage: Option<PathBuf>,
+    /// Basic auth with this htpasswd file (bcrypt entries).
+    pub htpasswd: Option<PathBuf>,
+    /// Token auth: clients must bring a token from this server.
+    pub token: Option<TokenAuth>,
+    /// TLS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The address to listen on (default 127.0.0.1).
+    pub address: Option<IpAddr>,
+    /// A pull-through cache of this upstream registry URL.
+    pub proxy_of: Option<String>,
+}
+
+/// The registry's side of token auth.
+#[derive(Debug, Clone)]
+pub struct TokenAuth {
+    /// Where clients get tokens.
+    pub realm: String,
+    /// The service name tokens are issued for (their audience).
+    pub service: String,
+    /// The issuer tokens name.
+    pub issuer: String,
+    /// PEM certificates whose keys may sign tokens.
+    pub root_certificates: PathBuf,
+}
+
 impl Registry {
     /// Starts a registry on a free port of 127.0.0.1 and waits until `GET /v2/` answers 200.
     ///
     /// Panics, naming the log file, when `docker-registry` is missing or does not start.
     pub fn start() -> Registry {
+        Registry::start_with(Setup::default())
+    }
+
+    /// Starts a registry set up as `setup` says, and waits until it answers `/v2/`.
+    pub fn start_with(setup: Setup) -> Registry {
         let workdir = tempfile::Builder::new()
             .prefix("oci-cache-registry-")
             .tempdir()
             .expect("creating the registry's work directory");
+        let address = setup.address.unwrap_or(IpAddr::from([127, 0, 0, 1]));
 
         for attempt in 1..=START_ATTEMPTS {
             let port = free_port();
-            let mut child = spawn(workdir.path(), port);
+            let mut child = spawn(workdir.path(), address, port, &setup);
 
-            match wait_until_ready(&mut child, port) {
+            match wait_until_ready(&mut child, address, port, &setup) {
                 Ok(()) => {
                     let remote = Remote {
-                        host: format!("127.0.0.1:{port}"),
+                        host: format!("{address}:{port}"),
                     };
                     return Registry {
                         child,
@@ -131,6 +168,11 @@ impl Registry {
     }
 
     /// The address to reach the registry at: "127.0.0.1:PORT".
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The registry's storage root directory.
     pub fn storage_root(&self) -> PathBuf {
         self.workdir.path().join("storage")
@@ -257,12 +299,16 @@ fn log_path(workdir: &Path) -> PathBuf {
     workdir.join("registry.log")
 }
 
-/// The registry configuration: filesystem storage under `workdir`, deletes allowed, the access
-/// log on, no background upload purging.
-fn write_config(workdir: &Path, port: u16) {
-    // A JSON string is a valid YAML double-quoted scalar, whatever the path contains.
-    let root = serde_json::to_string(&workdir.join("storage")).expect("encoding the storage path");
-    let config = format!(
+/// The registry configuration: filesystem storage under `workdir` (or the shared one), deletes
+/// allowed, the access log on, no background upload purging, and what `setup` adds.
+fn write_config(workdir: &Path, address: IpAddr, port: u16, setup: &Setup) {
+    // A JSON string is a valid YAML double-quoted scalar, whatever the text contains.
+    let quoted = |path: &Path| serde_json::to_string(path).expect("encoding a path");
+    let storage = setup
+        .storage
+        .clone()
+        .unwrap_or_else(|| workdir.join("storage"));
+    let mut config = format!(
         "version: 0.1
 log:
   level: info
@@ -270,25 +316,57 @@ log:
     disabled: false
 storage:
   filesystem:
-    rootdirectory: {root}
+    rootdirectory: {}
   delete:
     enabled: true
   maintenance:
     uploadpurging:
       enabled: false
 http:
-  addr: 127.0.0.1:{port}
+  addr: {}
   secret: oci-cache-integration-tests
-"
+",
+        quoted(&storage),
+        std::net::SocketAddr::new(address, port)
     );
+    if let Some((certificate, key)) = &setup.tls {
+        config += &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            quoted(certificate),
+            quoted(key)
+        );
+    }
+    if let Some(htpasswd) = &setup.htpasswd {
+        config += &format!(
+            "auth:\n  htpasswd:\n    realm: oci-cache-tests\n    path: {}\n",
+            quoted(htpasswd)
+        );
+    }
+    if let Some(token) = &setup.token {
+        config += &format!(
+            "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    \
+             rootcertbundle: {}\n",
+            serde_json::to_string(&token.realm).unwrap(),
+            serde_json::to_string(&token.service).unwrap(),
+            serde_json::to_string(&token.issuer).unwrap(),
+            quoted(&token.root_certificates)
+        );
+    }
+    if let Some(upstream) = &setup.proxy_of {
+        config += &format!(
+            "proxy:\n  remoteurl: {}\n",
+            serde_json::to_string(upstream).unwrap()
+        );
+    }
+
     let path = config_path(workdir);
     fs::write(&path, config)
         .unwrap_or_else(|err| panic!("writing registry config {}: {err}", path.display()));
 }
 
 /// Writes the config and starts `docker-registry serve`, stdout and stderr to the log file.
-fn spawn(workdir: &Path, port: u16) -> Child {
-    write_config(workdir, port);
+fn spawn(workdir: &Path, address: IpAddr, port: u16, setup: &Setup) -> Child {
+    write_config(workdir, address, port, setup);
 
     let log = log_path(workdir);
     let stdout = create_log(&log);
@@ -323,16 +401,32 @@ fn create_log(path: &Path) -> File {
         .unwrap_or_else(|err| panic!("creating registry log {}: {err}", path.display()))
 }
 
-fn wait_until_ready(child: &mut Child, port: u16) -> Result<(), StartFailure> {
-    let host = format!("127.0.0.1:{port}");
+/// Ready when `GET /v2/` answers: 200 for a plain registry, 401 for one that wants
+/// credentials; a TLS registry is ready when its port accepts connections (this plain client
+/// cannot speak TLS).
+fn wait_until_ready(
+    child: &mut Child,
+    address: IpAddr,
+    port: u16,
+    setup: &Setup,
+) -> Result<(), StartFailure> {
+    let host = std::net::SocketAddr::new(address, port).to_string();
     let deadline = Instant::now() + START_TIMEOUT;
+    let ready_status = match setup.htpasswd.is_some() || setup.token.is_some() {
+        true => 401,
+        false => 200,
+    };
 
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(StartFailure::Exited(status));
         }
-        if let Ok(response) = http::get(&host, "/v2/", &[]) {
-            if response.status == 200 {
+        if setup.tls.is_some() {
+            if std::net::TcpStream::connect(&host).is_ok() {
+                return Ok(());
+            }
+        } else if let Ok(response) = http::get(&host, "/v2/", &[]) {
+            if response.status == ready_status {
                 return Ok(());
             }
         }
