@@ -90,6 +90,18 @@ enum oci_cache_option
   // Unsigned, milliseconds: how long a registry connection may send nothing before the
   // request fails and is retried (default 60000, from 1 to 3600000).
   OCI_CACHE_OPTION_READ_TIMEOUT_MS = 4,
+  // String, a path: a Docker config file (`config.json` format) to read credentials from, in
+  // place of `DOCKER_AUTH_CONFIG` and `~/.docker/config.json`.
+  OCI_CACHE_OPTION_AUTH_FILE = 5,
+  // String, a path: a PEM file of certificate authorities trusted besides the system's.
+  // Repeatable.
+  OCI_CACHE_OPTION_CA_FILE = 6,
+  // String `REGISTRY=URL[,digest-only]`: a mirror of REGISTRY, tried before it, in the order
+  // given. Repeatable.
+  OCI_CACHE_OPTION_MIRROR = 7,
+  // Unsigned, 0 or 1: read credentials from `DOCKER_AUTH_CONFIG` or `~/.docker/config.json`
+  // (default 1).
+  OCI_CACHE_OPTION_DOCKER_CONFIG = 8,
 };
 #ifndef __cplusplus
 typedef uint32_t oci_cache_option;
@@ -281,7 +293,8 @@ oci_cache_options *oci_cache_options_new(void);
 // Free cache options. NULL is ignored.
 void oci_cache_options_free(oci_cache_options *options);
 
-// Set a string option (`OCI_CACHE_OPTION_PLATFORM`, `OCI_CACHE_OPTION_INSECURE_REGISTRY`).
+// Set a string option (`OCI_CACHE_OPTION_PLATFORM`, `OCI_CACHE_OPTION_INSECURE_REGISTRY`,
+// `OCI_CACHE_OPTION_AUTH_FILE`, `OCI_CACHE_OPTION_CA_FILE`, `OCI_CACHE_OPTION_MIRROR`).
 // An unknown code, or a code that takes a number, is `OCI_CACHE_RESULT_INVALID_ARGUMENT`.
 oci_cache_result oci_cache_options_set_string(oci_cache_options *options,
                                               uint32_t option,
@@ -289,11 +302,27 @@ oci_cache_result oci_cache_options_set_string(oci_cache_options *options,
                                               oci_cache_error **error_out);
 
 // Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
-// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`).
+// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`).
 oci_cache_result oci_cache_options_set_uint(oci_cache_options *options,
                                             uint32_t option,
                                             uint64_t value,
                                             oci_cache_error **error_out);
+
+// Use `username` and `password` (or an access token as the password) for `registry`
+// (`host[:port]`, `docker.io` for Docker Hub), for Basic auth or with its token server. They
+// take precedence over a Docker config's, and are sent to no other host.
+oci_cache_result oci_cache_options_set_credentials(oci_cache_options *options,
+                                                   const char *registry,
+                                                   const char *username,
+                                                   const char *password,
+                                                   oci_cache_error **error_out);
+
+// Use the registry token `token` for `registry`, sent as it is (`Authorization: Bearer`). It
+// takes precedence over a Docker config's, and is sent to no other host.
+oci_cache_result oci_cache_options_set_registry_token(oci_cache_options *options,
+                                                      const char *registry,
+                                                      const char *token,
+                                                      oci_cache_error **error_out);
 
 // Send the cache's log events at `level` and above to `callback`, with `userdata` as its first
 // argument. `userdata` is passed from the library's threads: the host makes it safe for that.

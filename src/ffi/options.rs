@@ -26,6 +26,18 @@ pub enum oci_cache_option {
     /// Unsigned, milliseconds: how long a registry connection may send nothing before the
     /// request fails and is retried (default 60000, from 1 to 3600000).
     ReadTimeoutMs = 4,
+    /// String, a path: a Docker config file (`config.json` format) to read credentials from, in
+    /// place of `DOCKER_AUTH_CONFIG` and `~/.docker/config.json`.
+    AuthFile = 5,
+    /// String, a path: a PEM file of certificate authorities trusted besides the system's.
+    /// Repeatable.
+    CaFile = 6,
+    /// String `REGISTRY=URL[,digest-only]`: a mirror of REGISTRY, tried before it, in the order
+    /// given. Repeatable.
+    Mirror = 7,
+    /// Unsigned, 0 or 1: read credentials from `DOCKER_AUTH_CONFIG` or `~/.docker/config.json`
+    /// (default 1).
+    DockerConfig = 8,
 }
 
 /// Log levels of the log callback.
@@ -94,7 +106,8 @@ pub extern "C" fn oci_cache_options_free(options: *mut oci_cache_options) {
     super::release(options, "options");
 }
 
-/// Set a string option (`OCI_CACHE_OPTION_PLATFORM`, `OCI_CACHE_OPTION_INSECURE_REGISTRY`).
+/// Set a string option (`OCI_CACHE_OPTION_PLATFORM`, `OCI_CACHE_OPTION_INSECURE_REGISTRY`,
+/// `OCI_CACHE_OPTION_AUTH_FILE`, `OCI_CACHE_OPTION_CA_FILE`, `OCI_CACHE_OPTION_MIRROR`).
 /// An unknown code, or a code that takes a number, is `OCI_CACHE_RESULT_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn oci_cache_options_set_string(
@@ -110,6 +123,16 @@ pub extern "C" fn oci_cache_options_set_string(
         match option {
             PLATFORM => options.platform = Some(parse_platform(value)?),
             INSECURE_REGISTRY => options.insecure_registries.push(value.to_string()),
+            AUTH_FILE => options.auth_file = Some(value.into()),
+            CA_FILE => options.ca_files.push(value.into()),
+            MIRROR => {
+                let (registry, mirror) =
+                    crate::Mirror::parse_spec(value).map_err(|reason| Error::InvalidArgument {
+                        name: "value",
+                        reason,
+                    })?;
+                options.mirrors.entry(registry).or_default().push(mirror);
+            }
             other => return Err(unknown_option(other, "a string")),
         }
         Ok(())
@@ -117,7 +140,7 @@ pub extern "C" fn oci_cache_options_set_string(
 }
 
 /// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
-/// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`).
+/// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`).
 #[no_mangle]
 pub extern "C" fn oci_cache_options_set_uint(
     options: *mut oci_cache_options,
@@ -147,8 +170,58 @@ pub extern "C" fn oci_cache_options_set_uint(
                     reason: format!("read timeout must be from 1 to 3600000 ms, not {value}"),
                 })
             }
+            DOCKER_CONFIG if value <= 1 => options.docker_config = value == 1,
+            DOCKER_CONFIG => {
+                return Err(Error::InvalidArgument {
+                    name: "value",
+                    reason: format!("the Docker config switch is 0 or 1, not {value}"),
+                })
+            }
             other => return Err(unknown_option(other, "a number")),
         }
+        Ok(())
+    })
+}
+
+/// Use `username` and `password` (or an access token as the password) for `registry`
+/// (`host[:port]`, `docker.io` for Docker Hub), for Basic auth or with its token server. They
+/// take precedence over a Docker config's, and are sent to no other host.
+#[no_mangle]
+pub extern "C" fn oci_cache_options_set_credentials(
+    options: *mut oci_cache_options,
+    registry: *const c_char,
+    username: *const c_char,
+    password: *const c_char,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        let registry = required_str(registry, "registry")?;
+        let credential = crate::Credential::Basic {
+            username: required_str(username, "username")?.to_string(),
+            password: required_str(password, "password")?.to_string(),
+        };
+
+        options.credentials.insert(registry.to_string(), credential);
+        Ok(())
+    })
+}
+
+/// Use the registry token `token` for `registry`, sent as it is (`Authorization: Bearer`). It
+/// takes precedence over a Docker config's, and is sent to no other host.
+#[no_mangle]
+pub extern "C" fn oci_cache_options_set_registry_token(
+    options: *mut oci_cache_options,
+    registry: *const c_char,
+    token: *const c_char,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        let registry = required_str(registry, "registry")?;
+        let token = crate::Credential::Bearer(required_str(token, "token")?.to_string());
+
+        options.credentials.insert(registry.to_string(), token);
         Ok(())
     })
 }
@@ -333,3 +406,7 @@ const PLATFORM: u32 = oci_cache_option::Platform as u32;
 const INSECURE_REGISTRY: u32 = oci_cache_option::InsecureRegistry as u32;
 const MAX_CONCURRENT_LAYERS: u32 = oci_cache_option::MaxConcurrentLayers as u32;
 const READ_TIMEOUT_MS: u32 = oci_cache_option::ReadTimeoutMs as u32;
+const AUTH_FILE: u32 = oci_cache_option::AuthFile as u32;
+const CA_FILE: u32 = oci_cache_option::CaFile as u32;
+const MIRROR: u32 = oci_cache_option::Mirror as u32;
+const DOCKER_CONFIG: u32 = oci_cache_option::DockerConfig as u32;

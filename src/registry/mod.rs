@@ -79,6 +79,20 @@ impl Mirror {
         })
     }
 
+    /// Parse `REGISTRY=URL[,digest-only]`, the form the CLI, the C ABI and the bindings take:
+    /// the registry host the mirror stands in for, and the mirror.
+    pub fn parse_spec(spec: &str) -> std::result::Result<(String, Mirror), String> {
+        let (registry, rest) = spec
+            .split_once('=')
+            .filter(|(registry, _)| !registry.is_empty())
+            .ok_or_else(|| format!("mirror {spec:?} is not REGISTRY=URL[,digest-only]"))?;
+        let (url, digest_only) = match rest.strip_suffix(",digest-only") {
+            Some(url) => (url, true),
+            None => (rest, false),
+        };
+        Ok((registry.to_string(), Mirror::new(url, digest_only)?))
+    }
+
     /// `host[:port]`, the key of the mirror's own credentials.
     fn authority(&self) -> String {
         let url = reqwest::Url::parse(&self.url).expect("checked when made");
@@ -948,6 +962,11 @@ mod tests {
             "http://mirror.example:5000/v2/steps/echo/blobs/sha256:00?ns=registry.example"
         );
         assert!(Mirror::new("ftp://mirror.example", false).is_err());
+        let (registry, mirror) =
+            Mirror::parse_spec("r.example=https://m.example/,digest-only").unwrap();
+        assert_eq!((registry.as_str(), mirror.url.as_str()), ("r.example", "https://m.example"));
+        assert!(mirror.digest_only);
+        assert!(Mirror::parse_spec("https://m.example").is_err());
         assert!(Mirror::new("mirror.example", false).is_err());
     }
 }

@@ -210,6 +210,41 @@ static void cache_options(void)
                       &refused),
                   "value");
 
+    CHECK_REFUSED(oci_cache_options_set_string(options, OCI_CACHE_OPTION_MIRROR,
+                                               "https://mirror.test",
+                                               &refused),
+                  "REGISTRY=URL");
+    CHECK_REFUSED(oci_cache_options_set_string(options, OCI_CACHE_OPTION_MIRROR,
+                                               "registry.test=ftp://m.test",
+                                               &refused),
+                  "http");
+    CHECK_REFUSED(oci_cache_options_set_uint(
+                      options, OCI_CACHE_OPTION_DOCKER_CONFIG, 2, &refused),
+                  "0 or 1");
+
+    harness_section("credentials: NULL and non-UTF-8 arguments are refused");
+    CHECK_REFUSED(oci_cache_options_set_credentials(NULL, "r.test", "u", "p",
+                                                    &refused),
+                  "options");
+    CHECK_REFUSED(oci_cache_options_set_credentials(options, NULL, "u", "p",
+                                                    &refused),
+                  "registry");
+    CHECK_REFUSED(oci_cache_options_set_credentials(options, "r.test", NULL,
+                                                    "p", &refused),
+                  "username");
+    CHECK_REFUSED(oci_cache_options_set_credentials(options, "r.test", "u",
+                                                    NULL, &refused),
+                  "password");
+    CHECK_REFUSED(oci_cache_options_set_credentials(options, "r.test", "u",
+                                                    "\xff", &refused),
+                  "password");
+    CHECK_REFUSED(oci_cache_options_set_registry_token(options, "r.test", NULL,
+                                                       &refused),
+                  "token");
+    CHECK_REFUSED(oci_cache_options_set_registry_token(NULL, "r.test", "t",
+                                                       &refused),
+                  "options");
+
     harness_section("cache options: log levels outside 1..5 are refused");
     CHECK_REFUSED(oci_cache_options_set_log_callback(
                       options, fixture_log_callback, NULL, 0, &refused),
@@ -223,6 +258,19 @@ static void cache_options(void)
                   "level");
 
     harness_section("cache options: valid values are accepted");
+    CHECK_OK(oci_cache_options_set_credentials(options, "r.test", "u", "p",
+                                               &error),
+             &error);
+    CHECK_OK(oci_cache_options_set_registry_token(options, "t.test", "tok",
+                                                  &error),
+             &error);
+    CHECK_OK(oci_cache_options_set_string(
+                 options, OCI_CACHE_OPTION_MIRROR,
+                 "registry.test=http://127.0.0.1:1,digest-only", &error),
+             &error);
+    CHECK_OK(oci_cache_options_set_uint(options, OCI_CACHE_OPTION_DOCKER_CONFIG,
+                                        0, &error),
+             &error);
     CHECK_OK(oci_cache_options_set_string(options, OCI_CACHE_OPTION_PLATFORM,
                                           "linux/arm64/v8", &error),
              &error);
