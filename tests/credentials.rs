@@ -392,3 +392,135 @@ fn a_private_image_cached_by_an_authorised_caller_is_refused_to_others() {
     anonymous.fetch(&public, &FetchOptions::default()).unwrap();
     assert_eq!(registry.secured.requests().len(), before);
 }
+
+/// Run the CLI's fetch of `reference` with `args`, `env` and `stdin`; (success, stdout, stderr).
+fn cli_fetch(
+    registry: &TlsRegistry,
+    reference: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+    stdin: &str,
+) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+
+    let cache = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_oci-cache"));
+    command
+        .args(["fetch", "--json", "--cache-dir"])
+        .arg(cache.path())
+        .arg("--ca-file")
+        .arg(registry.ca.ca_certificate())
+        .args(args)
+        .arg(reference)
+        .env("HOME", home.path())
+        .env_remove("DOCKER_AUTH_CONFIG")
+        .env_remove("DOCKER_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn auths_config(host: &str, user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    serde_json::json!({"auths": {host: {"auth": auth}}}).to_string()
+}
+
+#[test]
+fn the_cli_reads_credentials_from_docker_auth_config() {
+    let registry = TlsRegistry::start(&[("ci", "s3cret")]);
+    registry
+        .plain
+        .push_image("team/app", Some("1.0.0"), &[layer(8)], None, false);
+    let reference = format!("{}/team/app:1.0.0", registry.host);
+
+    let right = auths_config(&registry.host, "ci", "s3cret");
+    let env = [("DOCKER_AUTH_CONFIG", right)];
+    let (ok, stdout, stderr) = cli_fetch(&registry, &reference, &[], &env, "");
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["layers"].as_array().unwrap().len(), 1, "{json}");
+
+    let wrong = auths_config(&registry.host, "ci", "nope");
+    let env = [("DOCKER_AUTH_CONFIG", wrong)];
+    let (ok, _, stderr) = cli_fetch(&registry, &reference, &[], &env, "");
+    assert!(!ok);
+    assert!(
+        stderr.contains("oci-cache: error:") && stderr.contains(&reference),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_cli_asks_a_credential_helper_for_the_registry_it_fetches_from() {
+    let registry = TlsRegistry::start(&[("ci", "s3cret")]);
+    registry
+        .plain
+        .push_image("team/app", Some("1.0.0"), &[layer(9)], None, false);
+    let reference = format!("{}/team/app:1.0.0", registry.host);
+    let helpers = tempfile::tempdir().unwrap();
+    let asked = helpers.path().join("asked");
+    let helper = helpers.path().join("docker-credential-ocitest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 2\ncat > '{}'\n\
+             echo '{{\"ServerURL\":\"x\",\"Username\":\"ci\",\"Secret\":\"s3cret\"}}'\n",
+            asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = helpers.path().join("config.json");
+    let helpers_config = serde_json::json!({"credHelpers": {&registry.host: "ocitest"}});
+    std::fs::write(&config, helpers_config.to_string()).unwrap();
+    let path = format!(
+        "{}:{}",
+        helpers.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+
+    let args = ["--auth-file", config.to_str().unwrap()];
+    let (ok, _, stderr) = cli_fetch(&registry, &reference, &args, &[("PATH", path)], "");
+
+    assert!(ok, "{stderr}");
+    assert_eq!(std::fs::read_to_string(&asked).unwrap(), registry.host);
+}
+
+#[test]
+fn the_cli_takes_a_user_name_and_a_password_on_stdin() {
+    let registry = TlsRegistry::start(&[("ci", "s3cret")]);
+    registry
+        .plain
+        .push_image("team/app", Some("1.0.0"), &[layer(10)], None, false);
+    let reference = format!("{}/team/app:1.0.0", registry.host);
+    let args = ["--username", "ci", "--password-stdin"];
+
+    let (ok, _, stderr) = cli_fetch(&registry, &reference, &args, &[], "s3cret\n");
+    assert!(ok, "{stderr}");
+
+    let (ok, _, stderr) = cli_fetch(&registry, &reference, &args, &[], "wrong\n");
+    assert!(!ok);
+    assert!(
+        stderr.contains("unauthorized") || stderr.contains("401"),
+        "{stderr}"
+    );
+}

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use oci_cache::{Cache, CacheOptions, FetchOptions, Image, Platform};
+use oci_cache::{
+    Cache, CacheOptions, Credential, FetchOptions, Image, ImageReference, Mirror, Platform,
+};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
@@ -48,12 +50,87 @@ struct FetchArgs {
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", value_parser = Platform::parse)]
     platform: Option<Platform>,
 
+    #[command(flatten)]
+    registry: RegistryArgs,
+
+    /// The image: [REGISTRY/]REPOSITORY[:TAG][@DIGEST].
+    reference: String,
+}
+
+/// How to reach registries: credentials, TLS, mirrors.
+#[derive(Args)]
+struct RegistryArgs {
     /// A registry (HOST[:PORT]) to reach over plain HTTP. Loopback registries always are.
     #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
     insecure_registries: Vec<String>,
 
-    /// The image: [REGISTRY/]REPOSITORY[:TAG][@DIGEST].
-    reference: String,
+    /// A Docker config file to read credentials from [default: the content of
+    /// DOCKER_AUTH_CONFIG, else $DOCKER_CONFIG/config.json, else ~/.docker/config.json].
+    #[arg(long, value_name = "PATH")]
+    auth_file: Option<PathBuf>,
+
+    /// The user name for the reference's registry; the password (or token) is read from stdin.
+    #[arg(long, value_name = "USER", requires = "password_stdin")]
+    username: Option<String>,
+
+    /// Read the password for --username from stdin.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+
+    /// A PEM file of certificate authorities to trust besides the system's. Repeatable.
+    #[arg(long = "ca-file", value_name = "PATH")]
+    ca_files: Vec<PathBuf>,
+
+    /// A mirror of REGISTRY, tried before it; repeatable, tried in the order given. With
+    /// ",digest-only" it is asked for manifests by digest and blobs, never for tags.
+    #[arg(
+        long = "mirror",
+        value_name = "REGISTRY=URL[,digest-only]",
+        value_parser = Mirror::parse_spec
+    )]
+    mirrors: Vec<(String, Mirror)>,
+}
+
+impl RegistryArgs {
+    /// Cache options with these settings; `reference` names the registry --username is for.
+    fn options(self, reference: &str) -> Result<CacheOptions, oci_cache::Error> {
+        let mut options = CacheOptions {
+            insecure_registries: self.insecure_registries,
+            auth_file: self.auth_file,
+            ca_files: self.ca_files,
+            ..CacheOptions::default()
+        };
+        for (registry, mirror) in self.mirrors {
+            options.mirrors.entry(registry).or_default().push(mirror);
+        }
+        if let Some(username) = self.username {
+            let registry = ImageReference::parse(reference)?.registry().to_string();
+            let password = read_password()?;
+            options
+                .credentials
+                .insert(registry, Credential::Basic { username, password });
+        }
+        Ok(options)
+    }
+}
+
+/// The password on stdin, without its line end.
+fn read_password() -> Result<String, oci_cache::Error> {
+    let mut password = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut password).map_err(|e| {
+        oci_cache::Error::InvalidArgument {
+            name: "--password-stdin",
+            reason: format!("cannot read the password from stdin: {e}"),
+        }
+    })?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(oci_cache::Error::InvalidArgument {
+            name: "--password-stdin",
+            reason: "stdin held no password".into(),
+        });
+    }
+    Ok(password)
 }
 
 #[derive(Args)]
@@ -82,10 +159,7 @@ fn main() -> ExitCode {
 
 fn fetch(args: FetchArgs) -> Result<(), oci_cache::Error> {
     init_logging(args.common.verbose);
-    let options = CacheOptions {
-        insecure_registries: args.insecure_registries,
-        ..CacheOptions::default()
-    };
+    let options = args.registry.options(&args.reference)?;
     let cache = Cache::open(cache_dir(&args.common), options)?;
 
     let fetch_options = FetchOptions {

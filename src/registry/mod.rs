@@ -964,7 +964,10 @@ mod tests {
         assert!(Mirror::new("ftp://mirror.example", false).is_err());
         let (registry, mirror) =
             Mirror::parse_spec("r.example=https://m.example/,digest-only").unwrap();
-        assert_eq!((registry.as_str(), mirror.url.as_str()), ("r.example", "https://m.example"));
+        assert_eq!(
+            (registry.as_str(), mirror.url.as_str()),
+            ("r.example", "https://m.example")
+        );
         assert!(mirror.digest_only);
         assert!(Mirror::parse_spec("https://m.example").is_err());
         assert!(Mirror::new("mirror.example", false).is_err());
