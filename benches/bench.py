@@ -8,9 +8,9 @@ a large image of files of many sizes pushed in a gzip and a zstd variant, it mea
   that downloads every layer at once with curl, hashes it, decompresses it and untars it into
   its own directory (an estimate of the machine's limit for this work);
 - peak resident memory of the cold oci-cache fetch;
-- warm fetch of an immutable reference: through the C ABI in one process (per call) and
-  through the CLI (per process), with the registry's request count;
-- warm fetch of a mutable tag: through the C ABI and the CLI, with the request count.
+- warm fetch of an immutable reference: through the C ABI and through the Go binding in one
+  process (per call), and through the CLI (per process), with the registry's request count;
+- warm fetch of a mutable tag: the same three ways, with the request count.
 
 Figures are medians over several runs; comparisons are ratios taken in the same run, because
 the machine is shared and noisy. The table is printed and written as JSON.
@@ -46,6 +46,8 @@ def run(args, **kwargs):
 def build():
     run(["cargo", "build", "--release", "--bin", "oci-cache", "--example", "testbed", "--lib"],
         cwd=ROOT)
+    run(["go", "build", "-tags", "ocicache_release", "-o", str(RELEASE / "warm_fetch_go"),
+         "./cmd/warm-fetch"], cwd=ROOT / "bindings" / "go")
     program = RELEASE / "warm_fetch"
     run(["gcc", "-O2", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "include"),
          str(ROOT / "benches" / "warm_fetch.c"), str(RELEASE / "liboci_cache.a"),
@@ -147,7 +149,8 @@ def warm_cli(reference, cache, registry, repository, runs):
 
 
 def warm_abi(program, reference, cache, registry, repository, calls):
-    """Median and p90 µs per C ABI call in one process, and requests per call."""
+    """Median and p90 µs per call in one process (the C or the Go program), and requests per
+    call."""
     before = len(registry.requests(repository))
     report = json.loads(run([program, cache, reference, str(calls)]))
     requests = (len(registry.requests(repository)) - before) / (calls + 1)
@@ -220,9 +223,13 @@ def measure(args, program, registry, results):
             cli_ms, cli_requests = warm_cli(reference, cache, registry, repository, args.warm_runs)
             abi_us, abi_p90, abi_requests = warm_abi(program, reference, cache, registry,
                                                      repository, args.calls)
+            go_us, go_p90, go_requests = warm_abi(RELEASE / "warm_fetch_go", reference, cache,
+                                                  registry, repository, args.calls)
             results[f"warm_{kind}"] = {
                 "c_abi_median_ms": abi_us / 1000, "c_abi_p90_ms": abi_p90 / 1000,
                 "c_abi_requests_per_call": abi_requests,
+                "go_median_ms": go_us / 1000, "go_p90_ms": go_p90 / 1000,
+                "go_requests_per_call": go_requests,
                 "cli_median_ms": cli_ms, "cli_requests_per_run": cli_requests,
             }
 
@@ -254,6 +261,8 @@ def print_table(results):
         warm = results[f"warm_{kind}"]
         row(f"warm {kind}, C ABI per call (median ms)", warm["c_abi_median_ms"], 3)
         row(f"warm {kind}, C ABI requests per call", warm["c_abi_requests_per_call"], 2)
+        row(f"warm {kind}, Go binding per call (median ms)", warm["go_median_ms"], 3)
+        row(f"warm {kind}, Go binding requests per call", warm["go_requests_per_call"], 2)
         row(f"warm {kind}, CLI per process (median ms)", warm["cli_median_ms"], 1)
         row(f"warm {kind}, CLI requests per run", warm["cli_requests_per_run"], 2)
 
