@@ -1,9 +1,11 @@
 //! A test bed for the demo and the bindings' tests: a real registry on loopback, and sample
 //! step images pushed to it.
 //!
-//! - `testbed serve`: start docker-registry on a free loopback port, print one JSON line
-//!   `{"host": "127.0.0.1:PORT", "log": "/path/registry.log"}`, and keep it running until
-//!   standard input closes.
+//! - `testbed serve [--basic-auth USER:PASSWORD]`: start docker-registry on a free loopback
+//!   port, print one JSON line `{"host": "127.0.0.1:PORT", "log": "/path/registry.log"}`, and
+//!   keep it running until standard input closes. With `--basic-auth`, a second registry on the
+//!   same storage asks for those credentials (htpasswd, plain HTTP), and the line also has
+//!   `secured_host` and `secured_log`: push to `host`, fetch from `secured_host`.
 //! - `testbed push-sample --registry HOST --repository REPO --tag TAG [--large-mib N]`: push a
 //!   sample step image (an index with the host's platform and a `generic` entry; zstd and gzip
 //!   layers, plus an uncompressed layer of N MiB of random files when asked), print one JSON
@@ -33,7 +35,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Action {
     /// Run a registry until standard input closes.
-    Serve,
+    Serve {
+        /// Also run a registry on the same storage that asks for these Basic credentials.
+        #[arg(long, value_name = "USER:PASSWORD", value_parser = parse_user_password)]
+        basic_auth: Option<(String, String)>,
+    },
     /// Push a sample step image.
     PushSample {
         /// The registry's host:port.
@@ -81,7 +87,7 @@ enum Action {
 
 fn main() {
     match Cli::parse().command {
-        Action::Serve => serve(),
+        Action::Serve { basic_auth } => serve(basic_auth),
         Action::PushSample {
             registry,
             repository,
@@ -110,16 +116,39 @@ fn main() {
     }
 }
 
-fn serve() {
+/// Run a plain registry, and with `basic_auth` a secured one on its storage, until standard
+/// input closes.
+fn serve(basic_auth: Option<(String, String)>) {
     let registry = Registry::start();
-    println!(
-        "{}",
-        json!({ "host": registry.host(), "log": registry.log_path() })
-    );
+    let mut started = json!({ "host": registry.host(), "log": registry.log_path() });
+
+    // The htpasswd file must outlive the secured registry, which reads it on each request.
+    let htpasswd_dir = tempfile::tempdir().expect("a temporary directory for htpasswd");
+    let secured = basic_auth.map(|(user, password)| {
+        let users = [(user.as_str(), password.as_str())];
+        Registry::start_with(support::Setup {
+            storage: Some(registry.storage_root()),
+            htpasswd: Some(support::secure::htpasswd(htpasswd_dir.path(), &users)),
+            ..Default::default()
+        })
+    });
+    if let Some(secured) = &secured {
+        started["secured_host"] = json!(secured.host());
+        started["secured_log"] = json!(secured.log_path());
+    }
+    println!("{started}");
 
     // Keep serving until the parent closes our standard input (or dies).
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
+}
+
+/// `USER:PASSWORD`, split at the first colon (a user name has none; a password may).
+fn parse_user_password(value: &str) -> Result<(String, String), String> {
+    match value.split_once(':') {
+        Some((user, password)) if !user.is_empty() => Ok((user.into(), password.into())),
+        _ => Err(format!("{value:?} is not USER:PASSWORD")),
+    }
 }
 
 /// The layers of the sample step image; `large_mib` adds an uncompressed random layer.
