@@ -122,7 +122,7 @@ fn serve(basic_auth: Option<(String, String)>) {
     let registry = Registry::start();
     let mut started = json!({ "host": registry.host(), "log": registry.log_path() });
 
-    // The htpasswd file must outlive the secured registry, which reads it on each request.
+    // Dropping the directory deletes the htpasswd file: keep it until the registries stop.
     let htpasswd_dir = tempfile::tempdir().expect("a temporary directory for htpasswd");
     let secured = basic_auth.map(|(user, password)| {
         let users = [(user.as_str(), password.as_str())];
