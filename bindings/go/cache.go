@@ -38,6 +38,7 @@ type openConfig struct {
 	insecureRegistries  []string
 	maxConcurrentLayers int
 	logger              *slog.Logger
+	registries          registryConfig
 }
 
 // WithPlatform chooses the platform (`os/architecture[/variant]`) picked from image indexes.
@@ -131,14 +132,14 @@ func (c *openConfig) apply(options *C.oci_cache_options) error {
 		if c.maxConcurrentLayers < 0 {
 			return invalidArgument("max concurrent layers %d is negative", c.maxConcurrentLayers)
 		}
-		var cerr *C.oci_cache_error
-		result := C.oci_cache_options_set_uint(options, C.OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS,
-			C.uint64_t(c.maxConcurrentLayers), &cerr)
-		if err := takeError(result, cerr); err != nil {
+		count := uint64(c.maxConcurrentLayers)
+		err := setUintOption(options, C.OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS, count)
+		if err != nil {
 			return err
 		}
 	}
-	return nil
+
+	return c.registries.apply(options)
 }
 
 func setOption(options *C.oci_cache_options, option C.uint32_t, name, value string) error {
@@ -150,6 +151,12 @@ func setOption(options *C.oci_cache_options, option C.uint32_t, name, value stri
 
 	var cerr *C.oci_cache_error
 	return takeError(C.oci_cache_options_set_string(options, option, cvalue, &cerr), cerr)
+}
+
+func setUintOption(options *C.oci_cache_options, option C.uint32_t, value uint64) error {
+	var cerr *C.oci_cache_error
+	result := C.oci_cache_options_set_uint(options, option, C.uint64_t(value), &cerr)
+	return takeError(result, cerr)
 }
 
 // Close closes the cache once the calls running on it have returned. Images and statuses
@@ -388,8 +395,18 @@ func (c *Cache) report(ctx context.Context, reference *string, status any) error
 // cString copies s into C memory, to be freed with C.free. A NUL byte cannot cross the
 // boundary, so a string holding one is an invalid argument rather than silently cut short.
 func cString(name, s string) (*C.char, error) {
+	return copyToC(s, fmt.Sprintf("%s %q", name, s))
+}
+
+// cSecret is cString for a password or a token: its error names the secret, never shows it.
+func cSecret(name, s string) (*C.char, error) {
+	return copyToC(s, name)
+}
+
+// copyToC copies s into C memory unless it holds a NUL byte; described names s in the error.
+func copyToC(s, described string) (*C.char, error) {
 	if strings.IndexByte(s, 0) >= 0 {
-		return nil, invalidArgument("%s %q contains a NUL byte", name, s)
+		return nil, invalidArgument("%s contains a NUL byte", described)
 	}
 	return C.CString(s), nil
 }

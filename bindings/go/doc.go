@@ -23,6 +23,12 @@
 // both [ErrCancelled] and the context's error ([context.Canceled] or
 // [context.DeadlineExceeded]).
 //
+// Credentials come from the environment's Docker config (DOCKER_AUTH_CONFIG, else
+// ~/.docker/config.json) unless [WithCredentials], [WithRegistryToken], [WithAuthFile] or
+// [WithoutDockerConfig] say otherwise. An image the registry gave only for credentials is
+// recorded as private in the cache directory: a later cache hit on it, by any caller, first
+// proves access with that caller's credentials, and fails with [ErrUnauthorized] if refused.
+//
 // The library is linked statically from the repository's target/debug directory by default;
 // see README.md for release builds and other locations.
 package ocicache
