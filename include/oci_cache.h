@@ -102,6 +102,13 @@ enum oci_cache_option
   // Unsigned, 0 or 1: read credentials from `DOCKER_AUTH_CONFIG` or `~/.docker/config.json`
   // (default 1).
   OCI_CACHE_OPTION_DOCKER_CONFIG = 8,
+  // Unsigned, 0 or 1: no network at all (default 0). Cached images are served (a mutable tag
+  // from the digest it last resolved to, with a WARN); anything else is
+  // `OCI_CACHE_RESULT_NOT_CACHED`.
+  OCI_CACHE_OPTION_OFFLINE = 9,
+  // Unsigned, 0 or 1, for one fetch (`oci_cache_fetch_options_set_uint`): also build the
+  // image's merged directory (`oci_cache_image_merged_path`) (default 0).
+  OCI_CACHE_OPTION_MERGED = 10,
 };
 #ifndef __cplusplus
 typedef uint32_t oci_cache_option;
@@ -259,6 +266,10 @@ const char *oci_cache_image_manifest_digest(const oci_cache_image *image);
 // manifest the one its image config names; `""` when neither names one; NULL for NULL.
 const char *oci_cache_image_platform(const oci_cache_image *image);
 
+// The merged directory (the layers applied in order, whiteouts honoured), when the fetch asked
+// for it with `OCI_CACHE_OPTION_MERGED`; NULL otherwise and for NULL.
+const char *oci_cache_image_merged_path(const oci_cache_image *image);
+
 // How the image was served (`oci_cache_outcome`); `OCI_CACHE_OUTCOME_INVALID` for NULL.
 uint32_t oci_cache_image_cache_outcome(const oci_cache_image *image);
 
@@ -302,7 +313,8 @@ oci_cache_result oci_cache_options_set_string(oci_cache_options *options,
                                               oci_cache_error **error_out);
 
 // Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
-// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`).
+// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`,
+// `OCI_CACHE_OPTION_OFFLINE`).
 oci_cache_result oci_cache_options_set_uint(oci_cache_options *options,
                                             uint32_t option,
                                             uint64_t value,
@@ -347,6 +359,12 @@ oci_cache_result oci_cache_fetch_options_set_string(oci_cache_fetch_options *opt
                                                     uint32_t option,
                                                     const char *value,
                                                     oci_cache_error **error_out);
+
+// Set a numeric option of one fetch (`OCI_CACHE_OPTION_MERGED`).
+oci_cache_result oci_cache_fetch_options_set_uint(oci_cache_fetch_options *options,
+                                                  uint32_t option,
+                                                  uint64_t value,
+                                                  oci_cache_error **error_out);
 
 // Let `cancel` cancel the fetches made with these options (NULL removes it). The options keep
 // their own reference: the token may be freed before them.

@@ -49,6 +49,9 @@ pub struct CacheOptions {
     pub ca_files: Vec<PathBuf>,
     /// Mirrors by registry host, tried in order before the registry itself.
     pub mirrors: std::collections::HashMap<String, Vec<crate::Mirror>>,
+    /// No network at all: serve what is cached (a mutable tag from the digest it last resolved
+    /// to, with a WARN), fail with `not_cached` otherwise.
+    pub offline: bool,
 }
 
 /// A log callback and the most verbose level it wants.
@@ -82,6 +85,7 @@ impl Default for CacheOptions {
             auth_file: None,
             ca_files: Vec::new(),
             mirrors: Default::default(),
+            offline: false,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct FetchOptions {
     pub platform: Option<Platform>,
     /// A token that cancels the fetch.
     pub cancel: Option<CancelToken>,
+    /// Also give one directory with the layers applied in order ([`Image::merged_path`]).
+    pub merged: bool,
 }
 
 /// How an image was served.
@@ -154,6 +160,9 @@ pub struct Image {
     /// With caching disabled: the directory that holds this fetch's layers. The caller owns it
     /// and removes it when done.
     pub uncached_root: Option<PathBuf>,
+    /// When asked for: one directory with the layers applied in order, whiteouts honoured,
+    /// made of hard links to the layers' (read-only) files.
+    pub merged_path: Option<PathBuf>,
 }
 
 /// A layer of a fetched image.
@@ -274,6 +283,7 @@ impl Cache {
             credential_source: credential_source(&options)?,
             ca_certificates: read_ca_files(&options.ca_files)?,
             mirrors: options.mirrors.clone(),
+            offline: options.offline,
             ..RegistryOptions::default()
         })?;
         let inner = CacheInner {
@@ -315,8 +325,9 @@ impl Cache {
 
         let inner = Arc::clone(&self.inner);
         let name = reference.to_string();
+        let merged = options.merged;
         runtime::block_on(
-            async move { crate::fetch::fetch(&inner, &store, &reference, &platform).await },
+            async move { crate::fetch::fetch(&inner, &store, &reference, &platform, merged).await },
             options.cancel.as_ref(),
             || Error::Cancelled { reference: name },
         )
@@ -423,7 +434,7 @@ pub fn image_json(image: &Image) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut json = serde_json::json!({
         "reference": image.reference,
         "manifest_digest": image.manifest_digest,
         "index_digest": image.index_digest,
@@ -431,22 +442,39 @@ pub fn image_json(image: &Image) -> serde_json::Value {
         "image_cache": image.cache,
         "layers": layers,
         "uncached_root": image.uncached_root,
-    })
+    });
+    if let Some(merged) = &image.merged_path {
+        json["merged_path"] = serde_json::json!(merged);
+    }
+    json
 }
 
-/// Bytes of the regular files under `path`, not following symlinks.
+/// Bytes of the regular files under `path`, not following symlinks, each file counted once
+/// however many hard links it has (merged directories link to the layers' files).
 fn tree_size(path: &Path) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    tree_size_once(path, &mut seen)
+}
+
+fn tree_size_once(path: &Path, seen: &mut std::collections::HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
-    entries
-        .filter_map(|entry| entry.ok())
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => tree_size(&entry.path()),
-            Ok(kind) if kind.is_file() => entry.metadata().map(|m| m.len()).unwrap_or(0),
+    let mut total = 0;
+    for entry in entries.filter_map(|entry| entry.ok()) {
+        total += match entry.file_type() {
+            Ok(kind) if kind.is_dir() => tree_size_once(&entry.path(), seen),
+            Ok(kind) if kind.is_file() => match entry.metadata() {
+                Ok(meta) if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) => 0,
+                Ok(meta) => meta.len(),
+                Err(_) => 0,
+            },
             _ => 0,
-        })
-        .sum()
+        };
+    }
+    total
 }
 
 /// True when [`CACHE_ENV`] says `false`, `0`, `no` or `off`, in any case.

@@ -30,6 +30,7 @@ pub(crate) async fn fetch(
     store: &Store,
     reference: &ImageReference,
     platform: &Platform,
+    merged: bool,
 ) -> Result<Image> {
     let span = cache.fetch_span(reference);
     async move {
@@ -45,6 +46,10 @@ pub(crate) async fn fetch(
             fetch.select(&top_digest, &top_bytes, platform).await?;
         let layers = fetch.layers(&manifest).await?;
         fetch.remember_privacy()?;
+        let merged_path = match merged {
+            true => Some(fetch.merged(&manifest_digest, &layers).await?),
+            false => None,
+        };
 
         let outcome = fetch.outcome(&layers);
         let downloaded = layers
@@ -67,6 +72,7 @@ pub(crate) async fn fetch(
             cache: outcome,
             layers,
             uncached_root: cache.disabled.then(|| store.root().to_path_buf()),
+            merged_path,
         })
     }
     .instrument(span)
@@ -91,6 +97,9 @@ impl Fetch<'_> {
     /// Find the digest and bytes of the manifest or index the reference names, asking the
     /// registry only as the policy requires.
     async fn resolve(&mut self) -> Result<(String, Vec<u8>)> {
+        if self.offline() {
+            return self.resolve_offline();
+        }
         let mutability = self.reference.mutability();
         let digest = match (self.reference.digest(), mutability) {
             (Some(digest), _) => Some(digest.to_string()),
@@ -126,6 +135,66 @@ impl Fetch<'_> {
         let (bytes, digest) = self.get_manifest(&target).await?;
         self.remember_tag(&digest)?;
         Ok((digest, bytes))
+    }
+
+    /// The image's merged directory, built on a blocking thread when it is not cached yet.
+    async fn merged(&self, manifest_digest: &str, layers: &[Layer]) -> Result<PathBuf> {
+        let store = self.store.clone();
+        let digest = manifest_digest.to_string();
+        let paths: Vec<PathBuf> = layers.iter().map(|layer| layer.path.clone()).collect();
+
+        tokio::task::spawn_blocking(move || crate::merge::merged_dir(&store, &digest, &paths))
+            .await
+            .map_err(|e| Error::Panic(format!("merging layers: {e}")))?
+    }
+
+    /// Offline: the manifest the reference names from the store alone; a mutable tag from the
+    /// digest it last resolved to, with a WARN. A private image is refused: its access cannot
+    /// be proven without the registry.
+    fn resolve_offline(&self) -> Result<(String, Vec<u8>)> {
+        let digest = match self.reference.digest() {
+            Some(digest) => Some(digest.to_string()),
+            None => self
+                .store
+                .read_tag(self.reference)?
+                .map(|record| record.digest),
+        };
+        let Some(digest) = digest else {
+            return Err(self.not_cached("offline, and the tag was never fetched"));
+        };
+        let Some(bytes) = self.store.read_blob(&digest)? else {
+            return Err(self.not_cached(&format!("offline, and manifest {digest} is not cached")));
+        };
+
+        if self.reference.digest().is_none()
+            && self.reference.mutability() == Mutability::MutableTag
+        {
+            tracing::warn!(
+                digest = %digest,
+                "offline: serving the digest this mutable tag last resolved to; it may be stale"
+            );
+        }
+        if self.store.is_private(self.reference) {
+            return Err(Error::Unauthorized {
+                what: "private image".into(),
+                reference: self.reference.to_string(),
+                detail: "offline: access to a private image cannot be proven without the registry"
+                    .into(),
+            });
+        }
+        debug!(digest = %digest, "manifest cache hit (offline)");
+        Ok((digest, bytes))
+    }
+
+    fn offline(&self) -> bool {
+        self.cache.options.offline && !self.cache.disabled
+    }
+
+    fn not_cached(&self, detail: &str) -> Error {
+        Error::NotCached {
+            reference: self.reference.to_string(),
+            detail: detail.to_string(),
+        }
     }
 
     /// Before serving a cached image of a private repository, prove that this caller may read
@@ -189,6 +258,10 @@ impl Fetch<'_> {
 
         let bytes = match self.store.read_blob(&entry.digest)? {
             Some(bytes) => bytes,
+            None if self.offline() => {
+                let detail = format!("offline, and manifest {} is not cached", entry.digest);
+                return Err(self.not_cached(&detail));
+            }
             None => {
                 self.get_manifest(&self.reference.with_digest(&entry.digest))
                     .await?
@@ -223,6 +296,8 @@ impl Fetch<'_> {
 
         let bytes = match self.store.read_blob(&config.digest)? {
             Some(bytes) => bytes,
+            // The config only names the platform: offline, the image is served without it.
+            None if self.offline() => return Ok(None),
             None => {
                 let bytes = self
                     .cache
@@ -263,6 +338,9 @@ impl Fetch<'_> {
         if self.store.has_layer(digest) {
             debug!(digest = %digest, outcome = "hit", "layer cache");
             return Ok(layer);
+        }
+        if self.offline() {
+            return Err(self.not_cached(&format!("offline, and layer {digest} is not cached")));
         }
         if self.cache.disabled {
             debug!(digest = %digest, outcome = "disabled", "layer cache");

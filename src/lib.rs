@@ -24,6 +24,7 @@ pub mod ffi;
 mod lock;
 pub mod logging;
 pub mod manifest;
+mod merge;
 pub mod platform;
 pub mod reference;
 pub mod registry;

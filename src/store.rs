@@ -6,6 +6,8 @@
 //!   blobs/sha256/<hex>      manifests, indexes and configs, verified, as served
 //!   layers/sha256/<hex>/    one extracted layer per digest, published by rename
 //!   tags/<hex>.json         last digest seen for a tag, keyed by sha256("registry/repo:tag")
+//!   merged/sha256/<hex>/    an image's layers merged into one directory (hard links), by
+//!                           manifest digest
 //!   private/<hex>           a repository that asked for credentials, keyed by
 //!                           sha256("registry/repo"); holds that name
 //!   staging/                private work directories and files, renamed into place when done
@@ -31,6 +33,9 @@ const LAYOUT_VERSION: &str = "1";
 /// A file in `staging/` this old is debris of a killed process: writing one takes milliseconds.
 const STALE_STAGING_FILE: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A merged directory in `staging/` this old is debris: building one takes seconds.
+const STALE_STAGING_DIR: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// What the store remembers of a tag.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRecord {
@@ -54,6 +59,7 @@ impl Store {
         for dir in [
             "blobs/sha256",
             "layers/sha256",
+            "merged/sha256",
             "tags",
             "private",
             "staging",
@@ -99,6 +105,9 @@ impl Store {
                 entry.file_name().to_string_lossy().into_owned(),
             );
             let removed = match entry.file_type() {
+                Ok(kind) if kind.is_dir() && name.starts_with("merged-") => {
+                    is_older_than(&entry, STALE_STAGING_DIR) && fs::remove_dir_all(&path).is_ok()
+                }
                 Ok(kind) if kind.is_dir() => self.reclaim_layer_dir(&path, &name),
                 Ok(_) if is_older_than(&entry, STALE_STAGING_FILE) => {
                     fs::remove_file(&path).is_ok()
@@ -246,6 +255,44 @@ impl Store {
             }
             Err(_) if target.is_dir() => Ok(target),
             Err(e) => Err(Error::io("publishing layer", &target)(e)),
+        }
+    }
+
+    /// Where the merged directory of the image `manifest_digest` lives.
+    pub fn merged_path(&self, manifest_digest: &str) -> PathBuf {
+        self.root.join("merged").join(digest_path(manifest_digest))
+    }
+
+    /// A new private directory in `staging/` to build the merged directory of an image in.
+    pub fn merged_staging_dir(&self, manifest_digest: &str) -> Result<tempfile::TempDir> {
+        let staging = self.root.join("staging");
+        let hex = manifest_digest.trim_start_matches("sha256:");
+        tempfile::Builder::new()
+            .prefix(&format!("merged-{hex}-"))
+            .tempdir_in(&staging)
+            .map_err(Error::io("creating staging directory", &staging))
+    }
+
+    /// Publish a merged directory by renaming it into place; when another fetch published it
+    /// first, that copy is kept and this one removed.
+    pub fn publish_merged(
+        &self,
+        staging: tempfile::TempDir,
+        manifest_digest: &str,
+    ) -> Result<PathBuf> {
+        let target = self.merged_path(manifest_digest);
+        let dir =
+            fs::File::open(staging.path()).map_err(Error::io("opening staging", staging.path()))?;
+        dir.sync_all()
+            .map_err(Error::io("syncing staging", staging.path()))?;
+
+        match fs::rename(staging.path(), &target) {
+            Ok(()) => {
+                let _ = staging.keep();
+                Ok(target)
+            }
+            Err(_) if target.is_dir() => Ok(target),
+            Err(e) => Err(Error::io("publishing merged directory", &target)(e)),
         }
     }
 

@@ -46,7 +46,9 @@ const CACHE_LAYOUT: &[&str] = &[
     "blobs",
     "layers",
     "locks",
+    "merged",
     "oci-cache-layout",
+    "private",
     "staging",
     "tags",
 ];

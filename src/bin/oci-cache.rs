@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Fetch an image, serving what the caching policy allows from the cache.
-    Fetch(FetchArgs),
+    Fetch(Box<FetchArgs>),
     /// Show what the cache holds, of one reference or of the whole cache (no network).
     Status(StatusArgs),
 }
@@ -52,6 +52,16 @@ struct FetchArgs {
 
     #[command(flatten)]
     registry: RegistryArgs,
+
+    /// No network: serve what is cached (a mutable tag from the digest it last resolved to),
+    /// fail otherwise.
+    #[arg(long)]
+    offline: bool,
+
+    /// Also build one directory with the layers applied in order (whiteouts honoured); its
+    /// path is printed (with --json: "merged_path").
+    #[arg(long)]
+    merged: bool,
 
     /// The image: [REGISTRY/]REPOSITORY[:TAG][@DIGEST].
     reference: String,
@@ -145,7 +155,7 @@ struct StatusArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Fetch(args) => fetch(args),
+        Command::Fetch(args) => fetch(*args),
         Command::Status(args) => status(args),
     };
     match outcome {
@@ -159,11 +169,13 @@ fn main() -> ExitCode {
 
 fn fetch(args: FetchArgs) -> Result<(), oci_cache::Error> {
     init_logging(args.common.verbose);
-    let options = args.registry.options(&args.reference)?;
+    let mut options = args.registry.options(&args.reference)?;
+    options.offline = args.offline;
     let cache = Cache::open(cache_dir(&args.common), options)?;
 
     let fetch_options = FetchOptions {
         platform: args.platform,
+        merged: args.merged,
         ..FetchOptions::default()
     };
     let image = cache.fetch(&args.reference, &fetch_options)?;
@@ -217,6 +229,9 @@ fn print_image(image: &Image) {
             outcome,
             layer.path.display()
         );
+    }
+    if let Some(merged) = &image.merged_path {
+        println!("  merged    {}", merged.display());
     }
     if let Some(root) = &image.uncached_root {
         println!("  uncached  {} (remove it when done)", root.display());

@@ -24,6 +24,10 @@ use super::{ExtractError, ExtractStats, Limits};
 /// Size of the buffer file contents are copied through.
 const COPY_BUFFER_BYTES: usize = 256 * 1024;
 
+/// The permission bits a regular file keeps: read and execute, never write, setuid, setgid or
+/// sticky.
+const READ_ONLY_FILE_MODE: u32 = 0o555;
+
 /// Extracts one tar stream into `root`.
 pub(super) struct Unpacker<'a> {
     root: &'a Dir,
@@ -198,7 +202,9 @@ impl<'a> Unpacker<'a> {
             )));
         }
 
-        file.set_permissions(Permissions::from_mode(member.mode & 0o777))
+        // Cached files are shared by every job on the host: they are stored read-only, so that
+        // a step cannot change the shared copy by accident (root can, on purpose).
+        file.set_permissions(Permissions::from_mode(member.mode & READ_ONLY_FILE_MODE))
             .map_err(|e| io_error(path, "setting the mode of file", e))?;
         if let Some(mtime) = member.mtime {
             let when = SystemTime::UNIX_EPOCH + Duration::from_secs(mtime);

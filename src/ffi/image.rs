@@ -29,6 +29,7 @@ pub struct oci_cache_image {
     manifest_digest: CString,
     platform: CString,
     json: CString,
+    merged_path: Option<CString>,
     outcome: ImageOutcome,
     layers: Vec<LayerStrings>,
 }
@@ -55,6 +56,10 @@ impl oci_cache_image {
                     .unwrap_or_default(),
             ),
             json: c_string(json),
+            merged_path: image
+                .merged_path
+                .as_ref()
+                .map(|path| c_string(path.display().to_string())),
             outcome: image.cache,
             layers: image
                 .layers
@@ -93,6 +98,16 @@ pub extern "C" fn oci_cache_image_manifest_digest(image: *const oci_cache_image)
 #[no_mangle]
 pub extern "C" fn oci_cache_image_platform(image: *const oci_cache_image) -> *const c_char {
     required(image, "image").map_or(std::ptr::null(), |i| i.platform.as_ptr())
+}
+
+/// The merged directory (the layers applied in order, whiteouts honoured), when the fetch asked
+/// for it with `OCI_CACHE_OPTION_MERGED`; NULL otherwise and for NULL.
+#[no_mangle]
+pub extern "C" fn oci_cache_image_merged_path(image: *const oci_cache_image) -> *const c_char {
+    let image = required(image, "image").ok();
+    image
+        .and_then(|i| i.merged_path.as_ref())
+        .map_or(std::ptr::null(), |path| path.as_ptr())
 }
 
 /// How the image was served (`oci_cache_outcome`); `OCI_CACHE_OUTCOME_INVALID` for NULL.

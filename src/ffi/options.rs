@@ -38,6 +38,13 @@ pub enum oci_cache_option {
     /// Unsigned, 0 or 1: read credentials from `DOCKER_AUTH_CONFIG` or `~/.docker/config.json`
     /// (default 1).
     DockerConfig = 8,
+    /// Unsigned, 0 or 1: no network at all (default 0). Cached images are served (a mutable tag
+    /// from the digest it last resolved to, with a WARN); anything else is
+    /// `OCI_CACHE_RESULT_NOT_CACHED`.
+    Offline = 9,
+    /// Unsigned, 0 or 1, for one fetch (`oci_cache_fetch_options_set_uint`): also build the
+    /// image's merged directory (`oci_cache_image_merged_path`) (default 0).
+    Merged = 10,
 }
 
 /// Log levels of the log callback.
@@ -140,7 +147,8 @@ pub extern "C" fn oci_cache_options_set_string(
 }
 
 /// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
-/// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`).
+/// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`,
+/// `OCI_CACHE_OPTION_OFFLINE`).
 #[no_mangle]
 pub extern "C" fn oci_cache_options_set_uint(
     options: *mut oci_cache_options,
@@ -170,13 +178,8 @@ pub extern "C" fn oci_cache_options_set_uint(
                     reason: format!("read timeout must be from 1 to 3600000 ms, not {value}"),
                 })
             }
-            DOCKER_CONFIG if value <= 1 => options.docker_config = value == 1,
-            DOCKER_CONFIG => {
-                return Err(Error::InvalidArgument {
-                    name: "value",
-                    reason: format!("the Docker config switch is 0 or 1, not {value}"),
-                })
-            }
+            DOCKER_CONFIG => options.docker_config = switch(value, "the Docker config switch")?,
+            OFFLINE => options.offline = switch(value, "the offline switch")?,
             other => return Err(unknown_option(other, "a number")),
         }
         Ok(())
@@ -307,6 +310,36 @@ pub extern "C" fn oci_cache_fetch_options_set_string(
     })
 }
 
+/// Set a numeric option of one fetch (`OCI_CACHE_OPTION_MERGED`).
+#[no_mangle]
+pub extern "C" fn oci_cache_fetch_options_set_uint(
+    options: *mut oci_cache_fetch_options,
+    option: u32,
+    value: u64,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+
+        match option {
+            MERGED => options.merged = switch(value, "the merged switch")?,
+            other => return Err(unknown_option(other, "a per-fetch number")),
+        }
+        Ok(())
+    })
+}
+
+/// A 0-or-1 option's value.
+fn switch(value: u64, what: &str) -> Result<bool, Error> {
+    match value {
+        0 | 1 => Ok(value == 1),
+        _ => Err(Error::InvalidArgument {
+            name: "value",
+            reason: format!("{what} is 0 or 1, not {value}"),
+        }),
+    }
+}
+
 /// Let `cancel` cancel the fetches made with these options (NULL removes it). The options keep
 /// their own reference: the token may be freed before them.
 #[no_mangle]
@@ -410,3 +443,5 @@ const AUTH_FILE: u32 = oci_cache_option::AuthFile as u32;
 const CA_FILE: u32 = oci_cache_option::CaFile as u32;
 const MIRROR: u32 = oci_cache_option::Mirror as u32;
 const DOCKER_CONFIG: u32 = oci_cache_option::DockerConfig as u32;
+const OFFLINE: u32 = oci_cache_option::Offline as u32;
+const MERGED: u32 = oci_cache_option::Merged as u32;

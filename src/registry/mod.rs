@@ -49,6 +49,8 @@ pub struct RegistryOptions {
     pub ca_certificates: Vec<Vec<u8>>,
     /// Mirrors by registry host, tried in order before the registry itself.
     pub mirrors: HashMap<String, Vec<Mirror>>,
+    /// Refuse every request: the cache is offline.
+    pub offline: bool,
 }
 
 /// A mirror of a registry: another registry that serves the same repositories (a pull-through
@@ -123,6 +125,7 @@ impl Default for RegistryOptions {
             credential_source: None,
             ca_certificates: Vec::new(),
             mirrors: HashMap::new(),
+            offline: false,
         }
     }
 }
@@ -478,6 +481,12 @@ impl Registries {
         headers: &HeaderMap,
         sources: Sources,
     ) -> Result<(Response, Option<String>)> {
+        if self.options.offline {
+            return Err(Error::NotCached {
+                reference: target.reference.to_string(),
+                detail: format!("offline: the {} would need a registry request", target.what),
+            });
+        }
         let registry = target.reference.registry();
         let by_tag = path.contains("/manifests/") && target.reference.digest().is_none();
         let mirrors = match sources {

@@ -87,6 +87,7 @@ static void null_objects(void)
     CHECK(oci_cache_image_reference(NULL) == NULL);
     CHECK(oci_cache_image_manifest_digest(NULL) == NULL);
     CHECK(oci_cache_image_platform(NULL) == NULL);
+    CHECK(oci_cache_image_merged_path(NULL) == NULL);
     CHECK(oci_cache_image_cache_outcome(NULL) == OCI_CACHE_OUTCOME_INVALID);
     CHECK(oci_cache_image_layer_count(NULL) == 0);
     CHECK(oci_cache_image_layer_digest(NULL, 0) == NULL);
@@ -220,6 +221,9 @@ static void cache_options(void)
                   "http");
     CHECK_REFUSED(oci_cache_options_set_uint(
                       options, OCI_CACHE_OPTION_DOCKER_CONFIG, 2, &refused),
+                  "0 or 1");
+    CHECK_REFUSED(oci_cache_options_set_uint(options, OCI_CACHE_OPTION_OFFLINE,
+                                             7, &refused),
                   "0 or 1");
 
     harness_section("credentials: NULL and non-UTF-8 arguments are refused");
@@ -363,6 +367,24 @@ static void fetch_options(void)
                       options, OCI_CACHE_OPTION_PLATFORM, "no-slash",
                       &refused),
                   "platform");
+
+    harness_section("fetch options: the merged switch is 0 or 1, per fetch only");
+    CHECK_REFUSED(oci_cache_fetch_options_set_uint(NULL, OCI_CACHE_OPTION_MERGED,
+                                                   1, &refused),
+                  "options");
+    CHECK_REFUSED(oci_cache_fetch_options_set_uint(options, OCI_CACHE_OPTION_MERGED,
+                                                   2, &refused),
+                  "0 or 1");
+    CHECK_REFUSED(oci_cache_fetch_options_set_uint(
+                      options, OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS, 1,
+                      &refused),
+                  "per-fetch");
+    CHECK_OK(oci_cache_fetch_options_set_uint(options, OCI_CACHE_OPTION_MERGED,
+                                              1, &error),
+             &error);
+    CHECK_OK(oci_cache_fetch_options_set_uint(options, OCI_CACHE_OPTION_MERGED,
+                                              0, &error),
+             &error);
 
     harness_section("fetch options: a platform, a cancel token, and removal");
     CHECK_OK(oci_cache_fetch_options_set_string(

@@ -273,8 +273,9 @@ pub(super) fn assert_step_layer_extracted(fixture: &Fixture, stats: &ExtractStat
         fs::read(fixture.path("bin/run")).unwrap(),
         b"#!/bin/sh\necho hi\n"
     );
-    assert_eq!(mode_of(&fixture.path("bin/run")), 0o755);
-    assert_eq!(mode_of(&fixture.path("step.yml")), 0o644);
+    // Stored read-only: the exec bits stay, the write bits go.
+    assert_eq!(mode_of(&fixture.path("bin/run")), 0o555);
+    assert_eq!(mode_of(&fixture.path("step.yml")), 0o444);
     assert_eq!(
         (stats.entries, stats.files, stats.bytes, stats.skipped),
         (3, 2, 27, 0)

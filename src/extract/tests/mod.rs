@@ -447,9 +447,21 @@ fn setuid_setgid_and_sticky_bits_are_dropped() {
         .dir("tmp", 0o1777)
         .finish();
     fixture.extract(&layer, TAR).unwrap();
-    assert_eq!(mode_of(&fixture.path("suid")), 0o755);
-    assert_eq!(mode_of(&fixture.path("sgid")), 0o755);
+    assert_eq!(mode_of(&fixture.path("suid")), 0o555);
+    assert_eq!(mode_of(&fixture.path("sgid")), 0o555);
     assert_eq!(mode_of(&fixture.path("tmp")), 0o777);
+}
+
+#[test]
+fn files_are_stored_read_only() {
+    let fixture = Fixture::new();
+    let layer = Layer::new()
+        .file("writable", 0o666, b"x")
+        .file("script", 0o775, b"x")
+        .finish();
+    fixture.extract(&layer, TAR).unwrap();
+    assert_eq!(mode_of(&fixture.path("writable")), 0o444);
+    assert_eq!(mode_of(&fixture.path("script")), 0o555);
 }
 
 #[test]
