@@ -1,8 +1,9 @@
 package ocicache_test
 
 // Shared fixtures: one real registry (docker-registry, started by the project's testbed
-// example) for the whole run, sample images pushed to it, caches opened on temporary
-// directories, and the registry's access log read back to count requests.
+// example) for the whole run, and a second one on the same storage that asks for Basic
+// credentials; sample images pushed to the first, caches opened on temporary directories, and
+// the registries' access logs read back to count requests.
 
 import (
 	"bufio"
@@ -31,14 +32,24 @@ var registry struct {
 	log string
 	// testbed is the testbed binary, which also pushes sample images.
 	testbed string
+	// securedHost is the registry on the same storage that wants securedUser's credentials.
+	securedHost string
+	// securedLog is the path of the secured registry's access log.
+	securedLog string
 }
+
+// The Basic credentials the secured registry accepts.
+const (
+	securedUser     = "ci"
+	securedPassword = "s3cret"
+)
 
 func TestMain(m *testing.M) {
 	os.Exit(runWithRegistry(m))
 }
 
-// runWithRegistry starts `testbed serve`, runs the tests, and stops the registry by closing
-// the testbed's standard input.
+// runWithRegistry starts `testbed serve` with a secured registry beside the plain one, runs
+// the tests, and stops the registries by closing the testbed's standard input.
 func runWithRegistry(m *testing.M) int {
 	testbed := os.Getenv("OCI_CACHE_TESTBED")
 	if testbed == "" {
@@ -54,7 +65,7 @@ func runWithRegistry(m *testing.M) int {
 		return 1
 	}
 
-	serve := exec.Command(testbed, "serve")
+	serve := exec.Command(testbed, "serve", "--basic-auth", securedUser+":"+securedPassword)
 	serve.Stderr = os.Stderr
 	stdin, err := serve.StdinPipe()
 	if err != nil {
@@ -83,14 +94,18 @@ func runWithRegistry(m *testing.M) int {
 		return 1
 	}
 	var started struct {
-		Host string `json:"host"`
-		Log  string `json:"log"`
+		Host        string `json:"host"`
+		Log         string `json:"log"`
+		SecuredHost string `json:"secured_host"`
+		SecuredLog  string `json:"secured_log"`
 	}
-	if err := json.Unmarshal(line, &started); err != nil || started.Host == "" {
-		fmt.Fprintf(os.Stderr, "testbed serve printed %q, not {host, log}: %v\n", line, err)
+	if err := json.Unmarshal(line, &started); err != nil || started.SecuredHost == "" {
+		fmt.Fprintf(os.Stderr, "testbed serve printed %q, not {host, log, secured_host, "+
+			"secured_log}: %v\n", line, err)
 		return 1
 	}
 	registry.host, registry.log, registry.testbed = started.Host, started.Log, testbed
+	registry.securedHost, registry.securedLog = started.SecuredHost, started.SecuredLog
 
 	return m.Run()
 }
@@ -188,10 +203,16 @@ var accessLine = regexp.MustCompile(`"([A-Z]+) (/\S*) HTTP/[0-9.]+" ([0-9]{3}) `
 // access log has stopped growing: the registry writes a line after the response is sent.
 func requestsFor(t *testing.T, repository string) []request {
 	t.Helper()
+	return requestsIn(t, registry.log, repository)
+}
+
+// requestsIn is requestsFor for the registry whose access log is log.
+func requestsIn(t *testing.T, log, repository string) []request {
+	t.Helper()
 	read := func() []request {
-		text, err := os.ReadFile(registry.log)
+		text, err := os.ReadFile(log)
 		if err != nil {
-			t.Fatalf("reading the registry's access log: %v", err)
+			t.Fatalf("reading the access log %s: %v", log, err)
 		}
 		prefix := "/v2/" + repository + "/"
 		var requests []request
