@@ -159,12 +159,12 @@ static void check_sample(const oci_cache_image *image, const char *cache_dir,
         CHECK_MSG(contains(json, path), "the image JSON lacks %s", path);
     }
 
-    check_file(oci_cache_image_layer_path(image, 0), "bin/greet", 0755,
+    check_file(oci_cache_image_layer_path(image, 0), "bin/greet", 0555,
                SAMPLE_SCRIPT);
     check_symlink(oci_cache_image_layer_path(image, 0), "bin/hello", "greet");
-    check_file(oci_cache_image_layer_path(image, 1), "run.sh", 0755,
+    check_file(oci_cache_image_layer_path(image, 1), "run.sh", 0555,
                SAMPLE_SCRIPT);
-    check_file(oci_cache_image_layer_path(image, 1), "step.yml", 0644, NULL);
+    check_file(oci_cache_image_layer_path(image, 1), "step.yml", 0444, NULL);
 
     CHECK(json != NULL && json[0] == '{' && json[strlen(json) - 1] == '}');
     CHECK(contains(json, sample.manifest_digest));

@@ -38,7 +38,8 @@ def test_cold_fetch_downloads_and_extracts_every_layer(cache, sample):
     bin_dir = image.layers[BIN_LAYER].path / "bin"
     assert (bin_dir / "hello").is_symlink()
     assert os.readlink(bin_dir / "hello") == "greet"
-    assert stat.S_IMODE(os.stat(bin_dir / "greet").st_mode) == 0o755
+    # Cached files are read-only: exec bits kept, write bits dropped.
+    assert stat.S_IMODE(os.stat(bin_dir / "greet").st_mode) == 0o555
 
 
 def test_warm_semver_fetch_sends_no_request(cache, sample, registry, repository):
