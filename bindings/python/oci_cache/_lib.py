@@ -36,6 +36,10 @@ OK = 0
 OPTION_PLATFORM = 1
 OPTION_INSECURE_REGISTRY = 2
 OPTION_MAX_CONCURRENT_LAYERS = 3
+OPTION_AUTH_FILE = 5
+OPTION_CA_FILE = 6
+OPTION_MIRROR = 7
+OPTION_DOCKER_CONFIG = 8
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # bindings/python/oci_cache/_lib.py -> the repository root, when this is a source checkout.
@@ -169,6 +173,14 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "oci_cache_options_free": (None, [OptionsPtr]),
     "oci_cache_options_set_string": (c_uint32, [OptionsPtr, c_uint32, c_char_p, _ERROR_OUT]),
     "oci_cache_options_set_uint": (c_uint32, [OptionsPtr, c_uint32, c_uint64, _ERROR_OUT]),
+    "oci_cache_options_set_credentials": (
+        c_uint32,
+        [OptionsPtr, c_char_p, c_char_p, c_char_p, _ERROR_OUT],
+    ),
+    "oci_cache_options_set_registry_token": (
+        c_uint32,
+        [OptionsPtr, c_char_p, c_char_p, _ERROR_OUT],
+    ),
     "oci_cache_options_set_log_callback": (
         c_uint32,
         [OptionsPtr, LogCallback, c_void_p, c_uint32, _ERROR_OUT],

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -16,8 +16,12 @@ from typing import Any, Optional, Union, overload
 
 from . import _logging
 from ._lib import (
+    OPTION_AUTH_FILE,
+    OPTION_CA_FILE,
+    OPTION_DOCKER_CONFIG,
     OPTION_INSECURE_REGISTRY,
     OPTION_MAX_CONCURRENT_LAYERS,
+    OPTION_MIRROR,
     OPTION_PLATFORM,
     CachePtr,
     ImagePtr,
@@ -38,6 +42,8 @@ _CLOSED_MESSAGE = "the cache handle is closed"
 
 # How long the exit-time close waits for cancelled fetches of daemon threads to return.
 _EXIT_WAIT_SECONDS = 5.0
+
+_PathLike = Union[str, os.PathLike[str]]
 
 
 class CancelToken:
@@ -154,6 +160,19 @@ class Cache:
     over plain HTTP (loopback registries always are); `max_concurrent_layers` (1 to 64, default
     4) bounds the layers of one image downloaded at once.
 
+    Credentials come from the environment's Docker config (the content of `DOCKER_AUTH_CONFIG`,
+    else `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`) unless `docker_config` is
+    False; `auth_file` names a Docker config file to read instead (read even when
+    `docker_config` is False). `credentials` maps a registry (`host[:port]`, `docker.io` for
+    Docker Hub) to a `(username, password)` pair (the password may be an access token), and
+    `registry_tokens` maps a registry to a token sent as a bearer token; both take precedence
+    over a Docker config's and go to no other host. An image the registry gave only for
+    credentials is recorded as private in the cache directory: a later cache hit on it, by any
+    handle, first proves access with that handle's credentials (`UnauthorizedError` if
+    refused). `ca_files` are PEM files of certificate authorities trusted besides the system's.
+    `mirrors` maps a registry to the URLs of its mirrors, tried in order before it (one that
+    fails is skipped); a URL ending with `,digest-only` is never asked to resolve a tag.
+
     The library's log events go to `logger` (default: the `oci_cache` logger) at the levels
     that logger enables when the cache opens; each record carries `oci_cache_target` (the Rust
     module) and `oci_cache_fields` (the event's fields, a dict).
@@ -171,9 +190,17 @@ class Cache:
         insecure_registries: Iterable[str] = (),
         max_concurrent_layers: Optional[int] = None,
         logger: Optional[logging.Logger] = None,
+        credentials: Optional[Mapping[str, tuple[str, str]]] = None,
+        registry_tokens: Optional[Mapping[str, str]] = None,
+        auth_file: Optional[_PathLike] = None,
+        ca_files: Sequence[_PathLike] = (),
+        mirrors: Optional[Mapping[str, Sequence[str]]] = None,
+        docker_config: bool = True,
     ) -> None:
         if isinstance(insecure_registries, (str, bytes)):
             raise TypeError("insecure_registries is a list of host[:port], not one string")
+        if isinstance(ca_files, (str, bytes, os.PathLike)):
+            raise TypeError("ca_files is a list of paths, not one path")
         if logger is None:
             logger = logging.getLogger(_logging.DEFAULT_LOGGER_NAME)
         dir_bytes = encode(dir, "dir")
@@ -191,6 +218,16 @@ class Cache:
             if max_concurrent_layers is not None:
                 count = _unsigned(max_concurrent_layers, "max_concurrent_layers")
                 call(lib.oci_cache_options_set_uint, options, OPTION_MAX_CONCURRENT_LAYERS, count)
+            _set_credentials(options, credentials or {}, registry_tokens or {})
+            if auth_file is not None:
+                value = encode(auth_file, "auth_file")
+                call(lib.oci_cache_options_set_string, options, OPTION_AUTH_FILE, value)
+            for ca_file in ca_files:
+                value = encode(ca_file, "ca_files")
+                call(lib.oci_cache_options_set_string, options, OPTION_CA_FILE, value)
+            _set_mirrors(options, mirrors or {})
+            if not docker_config:
+                call(lib.oci_cache_options_set_uint, options, OPTION_DOCKER_CONFIG, 0)
 
             level = _logging.library_level(logger)
             userdata = ctypes.c_void_p(log_registration)
@@ -317,6 +354,51 @@ class Cache:
                 for layer in fields["layers"]
             ),
         )
+
+
+def _set_credentials(
+    options: Any, credentials: Mapping[str, tuple[str, str]], registry_tokens: Mapping[str, str]
+) -> None:
+    """Give the library each registry's user name and password, or its token."""
+    both = set(credentials) & set(registry_tokens)
+    if both:
+        raise InvalidArgumentError(
+            f"invalid argument credentials: {sorted(both)} also have a registry token; "
+            "give each registry one or the other"
+        )
+
+    for registry, pair in credentials.items():
+        if isinstance(pair, (str, bytes)) or len(pair) != 2:
+            raise InvalidArgumentError(
+                f"invalid argument credentials: the value for {registry!r} is not a "
+                "(username, password) pair"
+            )
+        username, password = pair
+        call(
+            lib.oci_cache_options_set_credentials,
+            options,
+            encode(registry, "credentials"),
+            encode(username, f"username of {registry}"),
+            encode(password, f"password of {registry}"),
+        )
+
+    for registry, token in registry_tokens.items():
+        call(
+            lib.oci_cache_options_set_registry_token,
+            options,
+            encode(registry, "registry_tokens"),
+            encode(token, f"registry token of {registry}"),
+        )
+
+
+def _set_mirrors(options: Any, mirrors: Mapping[str, Sequence[str]]) -> None:
+    """Give the library each registry's mirrors as `REGISTRY=URL[,digest-only]`, in order."""
+    for registry, urls in mirrors.items():
+        if isinstance(urls, (str, bytes)):
+            raise TypeError(f"mirrors[{registry!r}] is a list of URLs, not one string")
+        for url in urls:
+            spec = encode(registry, "mirrors") + b"=" + encode(url, f"mirror of {registry}")
+            call(lib.oci_cache_options_set_string, options, OPTION_MIRROR, spec)
 
 
 def _read_image(image: Any) -> Image:
