@@ -2,16 +2,20 @@
 
 The test bed is the Rust example `testbed` of the repository (built with `cargo build
 --examples` when missing): `testbed serve` runs docker-registry on a loopback port until its
-standard input closes, and `testbed push-sample` pushes a sample step image to it.
+standard input closes, and `testbed push-sample` pushes a sample step image to it. With
+`--basic-auth USER:PASSWORD` it also runs a registry on the same storage that asks for those
+credentials.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -32,6 +36,9 @@ LOG_SETTLE_LIMIT = 0.2
 ACCESS_LINE = re.compile(
     r'^\S+ \S+ \S+ \[[^\]]*\] "(?P<method>[A-Z]+) (?P<path>\S+) [^"]*" (?P<status>\d{3}) '
 )
+
+#: The Basic credentials the secured registry accepts.
+SECURED_USER, SECURED_PASSWORD = "ci", "s3cret"
 
 
 @dataclass(frozen=True)
@@ -61,11 +68,16 @@ class Sample:
 
 
 class Registry:
-    """A running `testbed serve`: where it listens, and what it has served."""
+    """A running registry of `testbed serve`: where it listens, and what it has served.
 
-    def __init__(self, host: str, log: Path) -> None:
+    A registry that wants credentials takes its pushes through `push_host`, the plain registry
+    on the same storage; the samples pushed name this registry all the same.
+    """
+
+    def __init__(self, host: str, log: Path, push_host: Optional[str] = None) -> None:
         self.host = host
         self.log = log
+        self.push_host = push_host or host
 
     def push_sample(
         self,
@@ -75,7 +87,7 @@ class Registry:
         message: Optional[str] = None,
     ) -> Sample:
         """Push the sample step image to `repository` under `tags`."""
-        command = [str(TESTBED), "push-sample", "--registry", self.host]
+        command = [str(TESTBED), "push-sample", "--registry", self.push_host]
         command += ["--repository", repository]
         for tag in tags:
             command += ["--tag", tag]
@@ -84,7 +96,8 @@ class Registry:
         if message is not None:
             command += ["--message", message]
         done = subprocess.run(command, check=True, capture_output=True, text=True)
-        return Sample(**json.loads(done.stdout))
+        pushed = Sample(**json.loads(done.stdout))
+        return dataclasses.replace(pushed, repository=f"{self.host}/{repository}")
 
     def requests_for(self, repository: str) -> list[Request]:
         """The requests under `/v2/<repository>/` served so far, in order."""
@@ -123,15 +136,37 @@ def testbed() -> Path:
 @pytest.fixture(scope="session")
 def registry(testbed: Path) -> Iterator[Registry]:
     """A docker-registry on loopback for the whole session."""
+    with serve(testbed) as started:
+        yield Registry(started["host"], Path(started["log"]))
+
+
+@pytest.fixture(scope="session")
+def secured_pair(testbed: Path) -> Iterator[tuple[Registry, Registry]]:
+    """Two docker-registries on one storage for the whole session: (plain, secured). The
+    secured one asks for SECURED_USER's Basic credentials (plain HTTP) and takes its pushes
+    through the plain one."""
+    with serve(testbed, "--basic-auth", f"{SECURED_USER}:{SECURED_PASSWORD}") as started:
+        plain = Registry(started["host"], Path(started["log"]))
+        yield plain, Registry(started["secured_host"], Path(started["secured_log"]), plain.host)
+
+
+@pytest.fixture
+def secured_registry(secured_pair: tuple[Registry, Registry]) -> Registry:
+    """The registry that asks for SECURED_USER's credentials."""
+    return secured_pair[1]
+
+
+@contextmanager
+def serve(testbed: Path, *args: str) -> Iterator[dict]:
+    """Run `testbed serve ARGS` and give the JSON line it printed; stop it on exit."""
     process = subprocess.Popen(
-        [str(testbed), "serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [str(testbed), "serve", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     try:
         line = process.stdout.readline()
         if not line:
             raise RuntimeError(f"testbed serve exited without a line (status {process.wait()})")
-        started = json.loads(line)
-        yield Registry(started["host"], Path(started["log"]))
+        yield json.loads(line)
     finally:
         # Closing its standard input is the test bed's signal to stop the registry.
         process.stdin.close()
