@@ -210,21 +210,17 @@ class Cache:
         pointer = CachePtr()
         try:
             if platform is not None:
-                value = encode(platform, "platform")
-                call(lib.oci_cache_options_set_string, options, OPTION_PLATFORM, value)
+                _set_string(options, OPTION_PLATFORM, platform, "platform")
             for registry in insecure_registries:
-                value = encode(registry, "insecure_registries")
-                call(lib.oci_cache_options_set_string, options, OPTION_INSECURE_REGISTRY, value)
+                _set_string(options, OPTION_INSECURE_REGISTRY, registry, "insecure_registries")
             if max_concurrent_layers is not None:
                 count = _unsigned(max_concurrent_layers, "max_concurrent_layers")
                 call(lib.oci_cache_options_set_uint, options, OPTION_MAX_CONCURRENT_LAYERS, count)
             _set_credentials(options, credentials or {}, registry_tokens or {})
             if auth_file is not None:
-                value = encode(auth_file, "auth_file")
-                call(lib.oci_cache_options_set_string, options, OPTION_AUTH_FILE, value)
+                _set_string(options, OPTION_AUTH_FILE, auth_file, "auth_file")
             for ca_file in ca_files:
-                value = encode(ca_file, "ca_files")
-                call(lib.oci_cache_options_set_string, options, OPTION_CA_FILE, value)
+                _set_string(options, OPTION_CA_FILE, ca_file, "ca_files")
             _set_mirrors(options, mirrors or {})
             if not docker_config:
                 call(lib.oci_cache_options_set_uint, options, OPTION_DOCKER_CONFIG, 0)
@@ -354,6 +350,11 @@ class Cache:
                 for layer in fields["layers"]
             ),
         )
+
+
+def _set_string(options: Any, option: int, value: Any, name: str) -> None:
+    """Set the string option `option` to `value`, the argument called `name`."""
+    call(lib.oci_cache_options_set_string, options, option, encode(value, name))
 
 
 def _set_credentials(
