@@ -109,6 +109,9 @@ enum oci_cache_option
   // Unsigned, 0 or 1, for one fetch (`oci_cache_fetch_options_set_uint`): also build the
   // image's merged directory (`oci_cache_image_merged_path`) (default 0).
   OCI_CACHE_OPTION_MERGED = 10,
+  // Unsigned, bytes: a size budget; after a fetch that downloaded something, least recently
+  // used layers no result uses are pruned until the layers fit (default 0: no budget).
+  OCI_CACHE_OPTION_MAX_SIZE_BYTES = 11,
 };
 #ifndef __cplusplus
 typedef uint32_t oci_cache_option;
@@ -244,13 +247,28 @@ oci_cache_result oci_cache_status(const oci_cache *cache,
                                   oci_cache_report **status_out,
                                   oci_cache_error **error_out);
 
+// Remove cached layers, never one that a fetch or a result of any process uses: least recently
+// used first until the layers fit in `max_size_bytes` (0: no size limit), those unused for more
+// than `unused_for_seconds` (0: no age limit), or all of them with `all`. At least one of the
+// three must ask for something. On success `*report_out` holds a report the caller owns, whose
+// JSON has `removed_layers`, `removed_bytes`, `removed_images`, `in_use`, `size_before` and
+// `size_after`.
+oci_cache_result oci_cache_prune(const oci_cache *cache,
+                                 uint64_t max_size_bytes,
+                                 uint64_t unused_for_seconds,
+                                 bool all,
+                                 oci_cache_report **report_out,
+                                 oci_cache_error **error_out);
+
 // For a reference's status: true when its manifest and every layer are cached. False for the
 // cache's status and for NULL.
 bool oci_cache_report_is_cached(const oci_cache_report *status);
 
 // The status as a JSON object, borrowed until `oci_cache_report_free`; NULL for NULL. A
 // reference's status has `reference`, `cached`, `manifest_digest` and `layers` (`digest`,
-// `present`, `path`); the cache's has `dir`, `disabled`, `size_bytes`, `layers` and `images`.
+// `present`, `path`); the cache's has `dir`, `disabled`, `size_bytes`, `layers`, `images`,
+// and `session` and `total` counters (`hits`, `misses`, `bytes_downloaded`, `bytes_saved`:
+// of this handle since it opened, and of every handle since the cache was made).
 const char *oci_cache_report_json(const oci_cache_report *status);
 
 // Free a status. NULL is ignored.
@@ -314,7 +332,7 @@ oci_cache_result oci_cache_options_set_string(oci_cache_options *options,
 
 // Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
 // `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`,
-// `OCI_CACHE_OPTION_OFFLINE`).
+// `OCI_CACHE_OPTION_OFFLINE`, `OCI_CACHE_OPTION_MAX_SIZE_BYTES`).
 oci_cache_result oci_cache_options_set_uint(oci_cache_options *options,
                                             uint32_t option,
                                             uint64_t value,

@@ -49,6 +49,9 @@ pub struct CacheOptions {
     pub ca_files: Vec<PathBuf>,
     /// Mirrors by registry host, tried in order before the registry itself.
     pub mirrors: std::collections::HashMap<String, Vec<crate::Mirror>>,
+    /// A size budget: after a fetch that downloaded something, least recently used layers that
+    /// no result uses are pruned until the cache's layers fit.
+    pub max_size: Option<u64>,
     /// No network at all: serve what is cached (a mutable tag from the digest it last resolved
     /// to, with a WARN), fail with `not_cached` otherwise.
     pub offline: bool,
@@ -86,6 +89,7 @@ impl Default for CacheOptions {
             ca_files: Vec::new(),
             mirrors: Default::default(),
             offline: false,
+            max_size: None,
         }
     }
 }
@@ -163,6 +167,11 @@ pub struct Image {
     /// When asked for: one directory with the layers applied in order, whiteouts honoured,
     /// made of hard links to the layers' (read-only) files.
     pub merged_path: Option<PathBuf>,
+    /// Shared locks on the layers: while this result (or a clone) lives, no prune of any
+    /// process removes them.
+    #[serde(skip)]
+    #[allow(dead_code)] // Held for its drop, which releases the locks.
+    pub(crate) pins: Arc<Vec<crate::lock::LayerPin>>,
 }
 
 /// A layer of a fetched image.
@@ -215,9 +224,66 @@ pub struct CacheStatus {
     pub size_bytes: u64,
     /// Number of extracted layers.
     pub layers: usize,
-    /// Number of tags recorded.
+    /// Number of images recorded (by manifest digest).
     pub images: usize,
+    /// Counters of this handle since it opened.
+    pub session: Counters,
+    /// Counters of every handle of every process, this one included, since the cache was made.
+    pub total: Counters,
 }
+
+/// Counters of cache use, by layer: served from the cache (a hit saves its blob's bytes) or
+/// downloaded (a miss).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Counters {
+    /// Layers served from the cache.
+    pub hits: u64,
+    /// Layers downloaded.
+    pub misses: u64,
+    /// Blob bytes downloaded for the misses.
+    pub bytes_downloaded: u64,
+    /// Blob bytes not downloaded thanks to the hits.
+    pub bytes_saved: u64,
+}
+
+impl Counters {
+    /// Add `other` to these.
+    pub fn add(&mut self, other: &Counters) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.bytes_downloaded += other.bytes_downloaded;
+        self.bytes_saved += other.bytes_saved;
+    }
+
+    /// The counts of one fetch's layers.
+    fn of(layers: &[Layer]) -> Counters {
+        let mut counters = Counters::default();
+        for layer in layers {
+            match layer.cache {
+                LayerOutcome::Hit => {
+                    counters.hits += 1;
+                    counters.bytes_saved += layer.size;
+                }
+                LayerOutcome::Miss | LayerOutcome::Disabled => {
+                    counters.misses += 1;
+                    counters.bytes_downloaded += layer.size;
+                }
+            }
+        }
+        counters
+    }
+}
+
+/// The counters a handle keeps: since it opened, and not yet saved to the store.
+#[derive(Default)]
+pub(crate) struct HandleCounters {
+    session: Counters,
+    unsaved: Counters,
+    last_save: Option<std::time::Instant>,
+}
+
+/// How often a long-lived handle saves its counters (they are also saved when it closes).
+const COUNTER_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The state shared by clones of a [`Cache`] and by its running fetches.
 pub(crate) struct CacheInner {
@@ -227,6 +293,46 @@ pub(crate) struct CacheInner {
     pub(crate) options: CacheOptions,
     pub(crate) disabled: bool,
     pub(crate) log_sink: Option<SinkGuard>,
+    pub(crate) counters: std::sync::Mutex<HandleCounters>,
+}
+
+impl CacheInner {
+    /// Count a fetch's layers, and save the counters when the last save is a while ago.
+    pub(crate) fn count(&self, layers: &[Layer]) {
+        let fetched = Counters::of(layers);
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        counters.session.add(&fetched);
+        counters.unsaved.add(&fetched);
+        let due = counters
+            .last_save
+            .is_none_or(|at| at.elapsed() > COUNTER_SAVE_INTERVAL);
+        if due {
+            self.save_counters(&mut counters);
+        }
+    }
+
+    fn save_counters(&self, counters: &mut HandleCounters) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        if counters.unsaved == Counters::default() {
+            return;
+        }
+        match store.save_counters(&counters.unsaved) {
+            Ok(()) => counters.unsaved = Counters::default(),
+            Err(error) => tracing::warn!(%error, "cache counters not saved"),
+        }
+        counters.last_save = Some(std::time::Instant::now());
+    }
+}
+
+/// A closing handle saves what it counted.
+impl Drop for CacheInner {
+    fn drop(&mut self) {
+        let mut counters =
+            std::mem::take(self.counters.get_mut().unwrap_or_else(|e| e.into_inner()));
+        self.save_counters(&mut counters);
+    }
 }
 
 impl CacheInner {
@@ -293,6 +399,7 @@ impl Cache {
             options,
             disabled,
             log_sink,
+            counters: Default::default(),
         };
         Ok(Cache {
             inner: Arc::new(inner),
@@ -373,19 +480,54 @@ impl Cache {
 
     /// The state of the whole cache, without network.
     pub fn cache_status(&self) -> Result<CacheStatus> {
+        let (session, unsaved) = {
+            let counters = self
+                .inner
+                .counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            (counters.session, counters.unsaved)
+        };
         let mut status = CacheStatus {
             dir: self.inner.dir.clone(),
             disabled: self.inner.disabled,
             size_bytes: 0,
             layers: 0,
             images: 0,
+            session,
+            total: unsaved,
         };
         if let Some(store) = &self.inner.store {
             status.layers = store.layers()?.len();
-            status.images = store.tags()?.len();
+            status.images = store.image_records().len();
             status.size_bytes = tree_size(store.root());
+            status.total.add(&store.saved_counters());
         }
         Ok(status)
+    }
+
+    /// The digest `reference` points at now, for a lock file: one HEAD at the registry (none
+    /// for a reference pinned by digest); nothing is downloaded or cached.
+    pub fn resolve(&self, reference: &str) -> Result<String> {
+        let reference = ImageReference::parse(reference)?;
+        if let Some(digest) = reference.digest() {
+            return Ok(digest.to_string());
+        }
+        let inner = Arc::clone(&self.inner);
+        runtime::block_on(
+            async move { inner.registries.resolve_digest(&reference).await },
+            None,
+            || unreachable!("resolve has no cancel token"),
+        )
+    }
+
+    /// Remove layers as `options` say, never one that a fetch or a result of any process is
+    /// using, and the image records and merged directories that needed them.
+    pub fn prune(&self, options: &crate::prune::PruneOptions) -> Result<crate::prune::PruneReport> {
+        match &self.inner.store {
+            Some(store) => crate::prune::prune(store, options),
+            None => Ok(crate::prune::PruneReport::default()),
+        }
     }
 
     fn platform(&self) -> Platform {
@@ -451,7 +593,7 @@ pub fn image_json(image: &Image) -> serde_json::Value {
 
 /// Bytes of the regular files under `path`, not following symlinks, each file counted once
 /// however many hard links it has (merged directories link to the layers' files).
-fn tree_size(path: &Path) -> u64 {
+pub(crate) fn tree_size(path: &Path) -> u64 {
     let mut seen = std::collections::HashSet::new();
     tree_size_once(path, &mut seen)
 }

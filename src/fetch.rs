@@ -13,7 +13,7 @@ use tracing::{debug, info, Instrument};
 use crate::cache::{CacheInner, Image, ImageOutcome, Layer, LayerOutcome};
 use crate::error::{Error, Result};
 use crate::extract::{self, Compression, Limits};
-use crate::lock::LayerLock;
+use crate::lock::{LayerLock, LayerPin};
 use crate::manifest::{self, Descriptor, ImageManifest, Manifest};
 use crate::platform::{self, Platform};
 use crate::reference::{parse_digest, ImageReference, Mutability};
@@ -44,8 +44,10 @@ pub(crate) async fn fetch(
         let (top_digest, top_bytes) = fetch.resolve().await?;
         let (manifest_digest, manifest, chosen) =
             fetch.select(&top_digest, &top_bytes, platform).await?;
-        let layers = fetch.layers(&manifest).await?;
+        let (layers, pins) = fetch.layers(&manifest).await?;
         fetch.remember_privacy()?;
+        fetch.remember_image(&manifest_digest, &layers)?;
+        cache.count(&layers);
         let merged_path = match merged {
             true => Some(fetch.merged(&manifest_digest, &layers).await?),
             false => None,
@@ -73,6 +75,7 @@ pub(crate) async fn fetch(
             layers,
             uncached_root: cache.disabled.then(|| store.root().to_path_buf()),
             merged_path,
+            pins: std::sync::Arc::new(pins),
         })
     }
     .instrument(span)
@@ -135,6 +138,28 @@ impl Fetch<'_> {
         let (bytes, digest) = self.get_manifest(&target).await?;
         self.remember_tag(&digest)?;
         Ok((digest, bytes))
+    }
+
+    /// Record the image (for status and pruning), and keep the cache within its budget after
+    /// a download. The layers just fetched are pinned: the budget never takes them.
+    fn remember_image(&self, manifest_digest: &str, layers: &[Layer]) -> Result<()> {
+        if self.cache.disabled {
+            return Ok(());
+        }
+        let digests: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+        let reference = self.reference.to_string();
+        self.store
+            .record_image(manifest_digest, &reference, &digests)?;
+
+        let downloaded = layers.iter().any(|l| l.cache == LayerOutcome::Miss);
+        if let (Some(max_size), true) = (self.cache.options.max_size, downloaded) {
+            let options = crate::prune::PruneOptions {
+                max_size: Some(max_size),
+                ..Default::default()
+            };
+            crate::prune::prune(self.store, &options)?;
+        }
+        Ok(())
     }
 
     /// The image's merged directory, built on a blocking thread when it is not cached yet.
@@ -213,8 +238,10 @@ impl Fetch<'_> {
         }
 
         debug!(digest = %digest, "private image: proving access before serving it");
-        self.requests += 1;
-        registries.prove_access(self.reference, digest).await
+        if registries.prove_access(self.reference, digest).await? {
+            self.requests += 1;
+        }
+        Ok(())
     }
 
     /// Record the repository as private when the registry asked for the caller's credentials.
@@ -315,17 +342,36 @@ impl Fetch<'_> {
     }
 
     /// Make every layer present, downloading the missing ones concurrently, in manifest order.
-    async fn layers(&self, manifest: &ImageManifest) -> Result<Vec<Layer>> {
+    /// Every layer comes with its pin (none when caching is disabled): the result holds them.
+    async fn layers(&self, manifest: &ImageManifest) -> Result<(Vec<Layer>, Vec<LayerPin>)> {
         let bound = self.cache.options.max_concurrent_layers.max(1);
         // The futures are made first: a closure in `map` trips the compiler's Send inference.
         let downloads: Vec<_> = manifest.layers.iter().map(|d| self.layer(d)).collect();
-        futures_util::stream::iter(downloads)
+        let served: Vec<(Layer, Option<LayerPin>)> = futures_util::stream::iter(downloads)
             .buffered(bound)
             .try_collect()
-            .await
+            .await?;
+        let (layers, pins): (Vec<_>, Vec<_>) = served.into_iter().unzip();
+        Ok((layers, pins.into_iter().flatten().collect()))
     }
 
-    async fn layer(&self, descriptor: &Descriptor) -> Result<Layer> {
+    /// Pin the layer `digest` if it is present; None when it is not (or a prune just took it).
+    async fn pin_present(&self, digest: &str) -> Result<Option<LayerPin>> {
+        if !self.store.has_layer(digest) {
+            return Ok(None);
+        }
+        let path = self.store.layer_pin_path(digest);
+        let pin = match crate::lock::try_pin_layer(&path)? {
+            Some(pin) => pin,
+            // A prune holds it: wait for it on a blocking thread, then look again.
+            None => tokio::task::spawn_blocking(move || crate::lock::pin_layer(&path))
+                .await
+                .map_err(|e| Error::Panic(format!("pinning layer: {e}")))??,
+        };
+        Ok(self.store.has_layer(digest).then_some(pin))
+    }
+
+    async fn layer(&self, descriptor: &Descriptor) -> Result<(Layer, Option<LayerPin>)> {
         let digest = &descriptor.digest;
         let mut layer = Layer {
             digest: digest.clone(),
@@ -335,43 +381,51 @@ impl Fetch<'_> {
             cache: LayerOutcome::Hit,
         };
 
-        if self.store.has_layer(digest) {
+        if self.cache.disabled {
+            debug!(digest = %digest, outcome = "disabled", "layer cache");
+            layer.path = self.download(descriptor, None).await?.0;
+            layer.cache = LayerOutcome::Disabled;
+            return Ok((layer, None));
+        }
+        if let Some(pin) = self.pin_present(digest).await? {
             debug!(digest = %digest, outcome = "hit", "layer cache");
-            return Ok(layer);
+            self.store.touch_use(digest);
+            return Ok((layer, Some(pin)));
         }
         if self.offline() {
             return Err(self.not_cached(&format!("offline, and layer {digest} is not cached")));
-        }
-        if self.cache.disabled {
-            debug!(digest = %digest, outcome = "disabled", "layer cache");
-            layer.path = self.download(descriptor, None).await?;
-            layer.cache = LayerOutcome::Disabled;
-            return Ok(layer);
         }
 
         // The layer may be on its way: wait for whoever downloads it, then look again. (The
         // digest was validated when the manifest was parsed, so it names a plain file.)
         let lock = crate::lock::lock_layer(self.store.layer_lock_path(digest)).await?;
-        if self.store.has_layer(digest) {
+        if let Some(pin) = self.pin_present(digest).await? {
             debug!(digest = %digest, outcome = "hit", waited = true, "layer cache");
-            return Ok(layer);
+            self.store.touch_use(digest);
+            return Ok((layer, Some(pin)));
         }
 
         let reclaimed = self.store.reclaim_staging(digest)?;
         debug!(digest = %digest, outcome = "miss", reclaimed, "layer cache");
-        layer.path = match self.download(descriptor, Some(lock)).await {
+        let (path, pin) = match self.download(descriptor, Some(lock)).await {
             Err(error @ Error::Integrity { .. }) if self.has_mirrors() => {
                 self.download_from_origin(descriptor, error).await?
             }
             downloaded => downloaded?,
         };
+        self.store.touch_use(digest);
+        layer.path = path;
         layer.cache = LayerOutcome::Miss;
-        Ok(layer)
+        Ok((layer, Some(pin)))
     }
 
     /// After a mirror served wrong bytes for a layer: skip the mirrors and download it from the
     /// registry itself.
-    async fn download_from_origin(&self, descriptor: &Descriptor, error: Error) -> Result<PathBuf> {
+    async fn download_from_origin(
+        &self,
+        descriptor: &Descriptor,
+        error: Error,
+    ) -> Result<(PathBuf, LayerPin)> {
         let digest = &descriptor.digest;
         tracing::warn!(
             digest = %digest,
@@ -380,8 +434,8 @@ impl Fetch<'_> {
         );
 
         let lock = crate::lock::lock_layer(self.store.layer_lock_path(digest)).await?;
-        if self.store.has_layer(digest) {
-            return Ok(self.store.layer_path(digest));
+        if let Some(pin) = self.pin_present(digest).await? {
+            return Ok((self.store.layer_path(digest), pin));
         }
         self.store.reclaim_staging(digest)?;
         download_layer(
@@ -395,7 +449,11 @@ impl Fetch<'_> {
         .await
     }
 
-    async fn download(&self, descriptor: &Descriptor, lock: Option<LayerLock>) -> Result<PathBuf> {
+    async fn download(
+        &self,
+        descriptor: &Descriptor,
+        lock: Option<LayerLock>,
+    ) -> Result<(PathBuf, LayerPin)> {
         download_layer(
             self.cache,
             self.store,
@@ -476,7 +534,7 @@ async fn download_layer(
     descriptor: &Descriptor,
     lock: Option<LayerLock>,
     sources: Sources,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, LayerPin)> {
     let digest = parse_digest(&descriptor.digest).map_err(|detail| Error::Registry {
         what: "layer descriptor".into(),
         reference: reference.to_string(),
@@ -671,7 +729,7 @@ fn extract_and_publish(
     media_type: &str,
     limits: &Limits,
     expected: &Expected,
-) -> Result<PathBuf> {
+) -> Result<(PathBuf, LayerPin)> {
     let extract_error = |source| Error::Extract {
         digest: expected.digest.clone(),
         reference: expected.reference.clone(),
@@ -696,7 +754,10 @@ fn extract_and_publish(
         });
     }
     debug!(digest = %digest, entries = stats.entries, bytes = stats.bytes, "layer extracted");
-    store.publish_layer(staging, &digest)
+    // Pinned before it is visible, so that no prune can take it between publish and use.
+    let pin = crate::lock::pin_layer(&store.layer_pin_path(&digest))?;
+    let path = store.publish_layer(staging, &digest)?;
+    Ok((path, pin))
 }
 
 /// A blocking reader over the chunks of a download that hashes and counts every byte.

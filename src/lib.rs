@@ -26,17 +26,19 @@ pub mod logging;
 pub mod manifest;
 mod merge;
 pub mod platform;
+pub mod prune;
 pub mod reference;
 pub mod registry;
 pub mod runtime;
 pub mod store;
 
 pub use cache::{
-    Cache, CacheOptions, CacheStatus, FetchOptions, Image, ImageOutcome, ImageStatus, Layer,
-    LayerOutcome, LayerStatus, LogTarget, CACHE_ENV,
+    Cache, CacheOptions, CacheStatus, Counters, FetchOptions, Image, ImageOutcome, ImageStatus,
+    Layer, LayerOutcome, LayerStatus, LogTarget, CACHE_ENV,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use platform::Platform;
+pub use prune::{PruneOptions, PruneReport};
 pub use reference::{ImageReference, Mutability};
 pub use registry::auth::Credential;
 pub use registry::Mirror;

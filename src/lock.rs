@@ -72,6 +72,58 @@ pub fn try_lock_file(path: &Path) -> Option<File> {
     (status == 0).then_some(file)
 }
 
+/// A shared `flock` on a layer's pin file: while any process holds one, pruning leaves the
+/// layer alone. Results hold the pins of their layers until they are dropped.
+#[derive(Debug)]
+pub struct LayerPin {
+    _file: File,
+}
+
+/// Pin the layer whose pin file is `path` if that can be done without waiting: None when a
+/// prune holds it (the caller then waits with [`pin_layer`] on a blocking thread).
+pub fn try_pin_layer(path: &Path) -> Result<Option<LayerPin>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io("opening layer pin", path))?;
+
+    // SAFETY: flock on a descriptor this function owns; no memory is passed.
+    let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    Ok((status == 0).then_some(LayerPin { _file: file }))
+}
+
+/// Pin the layer whose pin file is `path`: a shared lock, taken at once unless a prune holds
+/// it exclusively while removing that layer, in which case this waits until the prune is done
+/// (the caller then finds the layer gone). Blocks only for that moment.
+pub fn pin_layer(path: &Path) -> Result<LayerPin> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(Error::io("opening layer pin", path))?;
+
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is passed.
+        let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
+        if status == 0 {
+            return Ok(LayerPin { _file: file });
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io("pinning layer", path)(error));
+        }
+    }
+}
+
+/// Open `path` and block until this process holds an exclusive `flock` on it (a short-lived
+/// lock, such as the one around the saved counters).
+pub fn lock_file_blocking(path: &Path) -> Result<File> {
+    lock_file(path)
+}
+
 /// Open `path` and block until this process holds an exclusive `flock` on it.
 fn lock_file(path: &Path) -> Result<File> {
     let file = OpenOptions::new()

@@ -12,6 +12,11 @@
 //!                           sha256("registry/repo"); holds that name
 //!   staging/                private work directories and files, renamed into place when done
 //!   locks/sha256/<hex>      lock files: whoever holds one downloads that layer (see `lock`)
+//!   pins/sha256/<hex>       pin files: shared locks held by results using that layer; a
+//!                           prune removes a layer only with the exclusive lock
+//!   uses/sha256/<hex>       empty; its mtime is the layer's last use (updated hourly at most)
+//!   images/sha256/<hex>     {"manifest_digest", "references", "layers"} of a fetched image
+//!   stats.json              counters of every handle that closed (hits, misses, bytes)
 //! ```
 //!
 //! Nothing under `blobs/`, `layers/` or `tags/` is ever written in place: each entry is written
@@ -45,6 +50,20 @@ pub struct TagRecord {
     pub digest: String,
 }
 
+/// How often a layer's last use is written: more often costs a write per hit.
+pub const USE_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// What the store remembers of a fetched image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Its manifest digest.
+    pub manifest_digest: String,
+    /// The references that gave it.
+    pub references: Vec<String>,
+    /// Its layers' digests, base first.
+    pub layers: Vec<String>,
+}
+
 /// A cache directory.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -64,6 +83,9 @@ impl Store {
             "private",
             "staging",
             "locks/sha256",
+            "pins/sha256",
+            "uses/sha256",
+            "images/sha256",
         ] {
             let path = root.join(dir);
             fs::create_dir_all(&path).map_err(Error::io("creating cache directory", &path))?;
@@ -105,11 +127,15 @@ impl Store {
                 entry.file_name().to_string_lossy().into_owned(),
             );
             let removed = match entry.file_type() {
+                // A removal that a killed prune left half done: already out of view.
+                Ok(kind) if kind.is_dir() && name.starts_with("removed-") => {
+                    fs::remove_dir_all(&path).is_ok()
+                }
                 Ok(kind) if kind.is_dir() && name.starts_with("merged-") => {
                     is_older_than(&entry, STALE_STAGING_DIR) && fs::remove_dir_all(&path).is_ok()
                 }
                 Ok(kind) if kind.is_dir() => self.reclaim_layer_dir(&path, &name),
-                Ok(_) if is_older_than(&entry, STALE_STAGING_FILE) => {
+                Ok(_) if writer_is_gone(&name) || is_older_than(&entry, STALE_STAGING_FILE) => {
                     fs::remove_file(&path).is_ok()
                 }
                 _ => false,
@@ -296,6 +322,145 @@ impl Store {
         }
     }
 
+    /// The pin file of the layer `digest` (see [`crate::lock::pin_layer`]).
+    pub fn layer_pin_path(&self, digest: &str) -> PathBuf {
+        self.root.join("pins").join(digest_path(digest))
+    }
+
+    /// Record that the layer `digest` was used now, unless that was recorded less than
+    /// [`USE_RESOLUTION`] ago: a warm hit costs one `stat`, and a write at most hourly.
+    pub fn touch_use(&self, digest: &str) {
+        let path = self.root.join("uses").join(digest_path(digest));
+        let recent = fs::metadata(&path)
+            .and_then(|meta| meta.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age < USE_RESOLUTION));
+        if recent {
+            return;
+        }
+        let touched = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .and_then(|file| file.set_modified(std::time::SystemTime::now()));
+        if let Err(error) = touched {
+            tracing::debug!(path = %path.display(), %error, "last use not recorded");
+        }
+    }
+
+    /// When the layer `digest` was last used, as far as the store recorded it (else when it
+    /// was published).
+    pub fn last_use(&self, digest: &str) -> std::time::SystemTime {
+        let use_file = self.root.join("uses").join(digest_path(digest));
+        fs::metadata(&use_file)
+            .or_else(|_| fs::metadata(self.layer_path(digest)))
+            .and_then(|meta| meta.modified())
+            .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+    }
+
+    /// Remember that `reference` gave the image `manifest_digest` made of `layers`; written
+    /// only when something is new.
+    pub fn record_image(
+        &self,
+        manifest_digest: &str,
+        reference: &str,
+        layers: &[String],
+    ) -> Result<()> {
+        let path = self.image_record_path(manifest_digest);
+        let mut record = self
+            .read_image_record(&path)
+            .unwrap_or_else(|| ImageRecord {
+                manifest_digest: manifest_digest.to_string(),
+                references: Vec::new(),
+                layers: layers.to_vec(),
+            });
+        if path.exists() && record.references.iter().any(|r| r == reference) {
+            return Ok(());
+        }
+        if !record.references.iter().any(|r| r == reference) {
+            record.references.push(reference.to_string());
+        }
+        let bytes = serde_json::to_vec(&record).expect("an image record serialises");
+        write_atomically(&self.root, &path, &bytes)
+    }
+
+    /// Every image record.
+    pub fn image_records(&self) -> Vec<ImageRecord> {
+        let dir = self.root.join("images/sha256");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| self.read_image_record(&entry.ok()?.path()))
+            .collect()
+    }
+
+    /// Remove the record of the image `manifest_digest` and its merged directory.
+    pub fn remove_image(&self, manifest_digest: &str) -> Result<()> {
+        let merged = self.merged_path(manifest_digest);
+        if merged.exists() {
+            self.remove_dir_atomically(&merged)?;
+        }
+        let record = self.image_record_path(manifest_digest);
+        match fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(Error::io("removing image record", &record)(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove the layer `digest`. The caller holds its pin exclusively: no result uses it.
+    pub fn remove_layer(&self, digest: &str) -> Result<()> {
+        self.remove_dir_atomically(&self.layer_path(digest))?;
+        let _ = fs::remove_file(self.root.join("uses").join(digest_path(digest)));
+        Ok(())
+    }
+
+    /// Take `path` out of view with one rename into `staging/`, then delete it: a reader sees
+    /// the directory whole or not at all.
+    fn remove_dir_atomically(&self, path: &Path) -> Result<()> {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let doomed = tempfile::Builder::new()
+            .prefix(&format!("removed-{name}-"))
+            .tempdir_in(self.root.join("staging"))
+            .map_err(Error::io(
+                "creating staging directory",
+                self.root.join("staging"),
+            ))?
+            .keep();
+        fs::remove_dir(&doomed).map_err(Error::io("preparing removal", &doomed))?;
+        fs::rename(path, &doomed).map_err(Error::io("removing", path))?;
+        fs::remove_dir_all(&doomed).map_err(Error::io("deleting", &doomed))
+    }
+
+    fn image_record_path(&self, manifest_digest: &str) -> PathBuf {
+        let hex = manifest_digest.trim_start_matches("sha256:");
+        self.root.join("images/sha256").join(format!("{hex}.json"))
+    }
+
+    fn read_image_record(&self, path: &Path) -> Option<ImageRecord> {
+        serde_json::from_slice(&fs::read(path).ok()?).ok()
+    }
+
+    /// The counters saved by handles that closed.
+    pub fn saved_counters(&self) -> crate::cache::Counters {
+        fs::read(self.root.join("stats.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    /// Add `counters` to the saved ones, under a lock that orders handles of every process.
+    pub fn save_counters(&self, counters: &crate::cache::Counters) -> Result<()> {
+        let lock_path = self.root.join("locks/stats");
+        let _lock = crate::lock::lock_file_blocking(&lock_path)?;
+        let mut total = self.saved_counters();
+        total.add(counters);
+        let bytes = serde_json::to_vec(&total).expect("counters serialise");
+        write_atomically(&self.root, &self.root.join("stats.json"), &bytes)
+    }
+
     /// The record of a tag, if one was kept.
     pub fn read_tag(&self, reference: &ImageReference) -> Result<Option<TagRecord>> {
         let path = self.tag_path(reference);
@@ -380,6 +545,20 @@ fn digest_path(digest: &str) -> PathBuf {
     Path::new(algorithm).join(hex)
 }
 
+/// True for a staging file `file-<pid>-…` whose writing process no longer runs.
+fn writer_is_gone(name: &str) -> bool {
+    let pid = name
+        .strip_prefix("file-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<libc::pid_t>().ok());
+    let Some(pid) = pid.filter(|&pid| pid > 0) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists; nothing is sent.
+    let status = unsafe { libc::kill(pid, 0) };
+    status == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
 fn is_older_than(entry: &fs::DirEntry, age: std::time::Duration) -> bool {
     let modified = entry.metadata().and_then(|m| m.modified());
     modified.is_ok_and(|time| time.elapsed().is_ok_and(|elapsed| elapsed > age))
@@ -400,7 +579,10 @@ fn tag_key(reference: &ImageReference) -> String {
 /// Write `bytes` to a new file in `staging/`, sync it, and rename it over `path`.
 fn write_atomically(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let staging = root.join("staging");
-    let mut file = tempfile::NamedTempFile::new_in(&staging)
+    // Named by the writer's process, so that debris of a killed writer is known at once.
+    let mut file = tempfile::Builder::new()
+        .prefix(&format!("file-{}-", std::process::id()))
+        .tempfile_in(&staging)
         .map_err(Error::io("creating staging file", &staging))?;
 
     file.write_all(bytes)
@@ -417,6 +599,17 @@ fn write_atomically(root: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_files_of_exited_writers_are_known() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+
+        assert!(writer_is_gone(&format!("file-{gone}-abc")));
+        assert!(!writer_is_gone(&format!("file-{}-abc", std::process::id())));
+        assert!(!writer_is_gone("layer-00-abc"));
+    }
 
     #[test]
     fn blob_that_does_not_match_its_digest_is_not_stored() {

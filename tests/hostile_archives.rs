@@ -44,13 +44,17 @@ const SENTINEL_DIR_MODE: u32 = 0o750;
 /// What the cache directory may contain, whatever a layer holds.
 const CACHE_LAYOUT: &[&str] = &[
     "blobs",
+    "images",
     "layers",
     "locks",
     "merged",
     "oci-cache-layout",
+    "pins",
     "private",
     "staging",
+    "stats.json",
     "tags",
+    "uses",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -278,3 +278,256 @@ fn offline_serves_cached_images_with_no_request_and_fails_cleanly_otherwise() {
     }
     assert_eq!(registry.requests().len(), before, "no request at all");
 }
+
+/// Bytes of the files under `dir`.
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let meta = fs::symlink_metadata(entry.path()).unwrap();
+        total += match meta.is_dir() {
+            true => dir_size(&entry.path()),
+            false if meta.is_file() => meta.len(),
+            false => 0,
+        };
+    }
+    total
+}
+
+/// Say that the layer `digest` was last used `days` ago.
+fn set_last_use(cache_dir: &Path, digest: &str, days: u64) {
+    let hex = digest.trim_start_matches("sha256:");
+    let when = std::time::SystemTime::now() - std::time::Duration::from_secs(days * 86400);
+    let file = fs::File::options()
+        .write(true)
+        .open(cache_dir.join("uses/sha256").join(hex))
+        .unwrap();
+    file.set_modified(when).unwrap();
+}
+
+/// Three one-layer images, fetched, last used 3, 2 and 1 days ago; their layers' digests.
+fn three_aged_images(registry: &Registry, cache_dir: &Path) -> Vec<(String, String)> {
+    let cache = Cache::open(cache_dir, options()).unwrap();
+    let mut images = Vec::new();
+    for (n, days) in [(1u64, 3u64), (2, 2), (3, 1)] {
+        let layer = Layer::random(
+            200 << 10,
+            40 + n,
+            Compression::Gzip,
+            support::OCI_LAYER_GZIP,
+        );
+        let repository = format!("steps/aged-{n}");
+        registry.push_image(
+            &repository,
+            Some("1.0.0"),
+            std::slice::from_ref(&layer),
+            None,
+            false,
+        );
+        let reference = format!("{}/{repository}:1.0.0", registry.host());
+        let image = cache.fetch(&reference, &FetchOptions::default()).unwrap();
+        set_last_use(cache_dir, &image.layers[0].digest, days);
+        images.push((reference, image.layers[0].digest.clone()));
+    }
+    images
+}
+
+fn layer_dir(cache_dir: &Path, digest: &str) -> std::path::PathBuf {
+    cache_dir
+        .join("layers/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+#[test]
+fn prune_to_a_size_removes_the_least_recently_used_layers_first() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_aged_images(&registry, dir.path());
+    let sizes: Vec<u64> = images
+        .iter()
+        .map(|(_, d)| dir_size(&layer_dir(dir.path(), d)))
+        .collect();
+    let budget = sizes[1] + sizes[2] + 1;
+    let cache = Cache::open(dir.path(), options()).unwrap();
+    assert_eq!(cache.cache_status().unwrap().images, 3);
+
+    let report = cache
+        .prune(&oci_cache::PruneOptions {
+            max_size: Some(budget),
+            ..Default::default()
+        })
+        .unwrap();
+
+    assert_eq!(report.removed_layers, 1, "{report:?}");
+    assert!(report.size_after <= budget, "{report:?}");
+    assert!(
+        !layer_dir(dir.path(), &images[0].1).exists(),
+        "the oldest went"
+    );
+    assert!(layer_dir(dir.path(), &images[1].1).is_dir());
+    assert!(layer_dir(dir.path(), &images[2].1).is_dir());
+    assert_eq!(report.removed_images, 1);
+    assert_eq!(cache.cache_status().unwrap().images, 2);
+    let again = cache.fetch(&images[0].0, &FetchOptions::default()).unwrap();
+    assert_eq!(again.layers[0].cache, oci_cache::LayerOutcome::Miss);
+}
+
+#[test]
+fn prune_never_removes_a_layer_that_a_result_holds() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_aged_images(&registry, dir.path());
+    let cache = Cache::open(dir.path(), options()).unwrap();
+    let held = cache.fetch(&images[0].0, &FetchOptions::default()).unwrap();
+
+    let all = oci_cache::PruneOptions {
+        all: true,
+        ..Default::default()
+    };
+    let report = cache.prune(&all).unwrap();
+
+    assert_eq!((report.removed_layers, report.in_use), (2, 1), "{report:?}");
+    assert!(held.layers[0].path.is_dir());
+    drop(held);
+    let report = cache.prune(&all).unwrap();
+    assert_eq!((report.removed_layers, report.in_use), (1, 0), "{report:?}");
+    assert_eq!(cache.cache_status().unwrap().layers, 0);
+}
+
+#[test]
+fn the_cli_prunes_to_a_size_and_reports_in_json() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let images = three_aged_images(&registry, dir.path());
+
+    let output = Command::new(env!("CARGO_BIN_EXE_oci-cache"))
+        .args(["prune", "--json", "--max-size", "1B", "--cache-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["removed_layers"], 3, "{report}");
+    assert_eq!(report["size_after"], 0, "{report}");
+    assert!(images
+        .iter()
+        .all(|(_, d)| !layer_dir(dir.path(), d).exists()));
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_oci-cache"))
+        .args(["prune", "--max-size", "12 parsecs", "--cache-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
+
+#[test]
+fn prune_during_a_fetch_keeps_what_the_fetch_serves_and_the_fetch_completes() {
+    let registry = Registry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let aged = three_aged_images(&registry, dir.path());
+
+    // An image whose first layer is cached and whose second downloads slowly: the registry of
+    // the tests' own stalls it half-way for a second, then the client resumes it.
+    let cached = Layer::random(128 << 10, 51, Compression::Gzip, support::OCI_LAYER_GZIP);
+    let slow = Layer::random(2 << 20, 52, Compression::None, support::OCI_LAYER_TAR);
+    let warm =
+        support::HostileRegistry::serve_image("1.0.0", std::slice::from_ref(&cached), |_, _| {
+            support::Reply::Normal
+        });
+    let cache = Cache::open(dir.path(), options()).unwrap();
+    drop(cache.fetch(
+        &format!("{}/steps/warm:1.0.0", warm.host()),
+        &FetchOptions::default(),
+    ));
+    let (slow_digest, half) = (slow.digest.clone(), slow.bytes.len() / 2);
+    let hostile = support::HostileRegistry::serve_image(
+        "1.0.0",
+        &[cached.clone(), slow.clone()],
+        move |request, n| match request.path.ends_with(&slow_digest) && n == 0 {
+            true => support::Reply::StallAfter(half, std::time::Duration::from_secs(1)),
+            false => support::Reply::Normal,
+        },
+    );
+    let reference = format!("{}/steps/both:1.0.0", hostile.host());
+
+    let fetcher = {
+        let cache = cache.clone();
+        std::thread::spawn(move || cache.fetch(&reference, &FetchOptions::default()))
+    };
+    let started = std::time::Instant::now();
+    while !hostile
+        .requests()
+        .iter()
+        .any(|r| r.path.ends_with(&slow.digest))
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no download"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let report = cache
+        .prune(&oci_cache::PruneOptions {
+            max_size: Some(0),
+            ..Default::default()
+        })
+        .unwrap();
+    let image = fetcher.join().unwrap().unwrap();
+
+    assert_eq!(report.removed_layers, aged.len(), "{report:?}");
+    assert_eq!(
+        report.in_use, 1,
+        "the cached layer the fetch serves: {report:?}"
+    );
+    for (fetched, layer) in image.layers.iter().zip([&cached, &slow]) {
+        let expected = tempfile::tempdir().unwrap();
+        support::gnu_tar_extract(&layer.tar, expected.path());
+        support::assert_same_tree(expected.path(), &fetched.path);
+    }
+}
+
+#[test]
+fn status_counts_hits_misses_and_bytes_for_the_handle_and_in_total() {
+    let registry = Registry::start();
+    let layer = Layer::random(64 << 10, 61, Compression::Gzip, support::OCI_LAYER_GZIP);
+    registry.push_image(
+        "steps/counted",
+        Some("1.0.0"),
+        std::slice::from_ref(&layer),
+        None,
+        false,
+    );
+    let reference = format!("{}/steps/counted:1.0.0", registry.host());
+    let dir = tempfile::tempdir().unwrap();
+    let size = layer.bytes.len() as u64;
+
+    {
+        let first = Cache::open(dir.path(), options()).unwrap();
+        first.fetch(&reference, &FetchOptions::default()).unwrap();
+    }
+    let second = Cache::open(dir.path(), options()).unwrap();
+    second.fetch(&reference, &FetchOptions::default()).unwrap();
+    second.fetch(&reference, &FetchOptions::default()).unwrap();
+    let status = second.cache_status().unwrap();
+
+    let session = oci_cache::Counters {
+        hits: 2,
+        misses: 0,
+        bytes_downloaded: 0,
+        bytes_saved: 2 * size,
+    };
+    assert_eq!(status.session, session);
+    let total = oci_cache::Counters {
+        hits: 2,
+        misses: 1,
+        bytes_downloaded: size,
+        bytes_saved: 2 * size,
+    };
+    assert_eq!(status.total, total);
+    assert_eq!((status.layers, status.images), (1, 1));
+}

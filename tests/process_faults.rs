@@ -22,7 +22,8 @@ fn cli_fetch(cache: &Path, reference: &str) -> std::process::Child {
         .expect("oci-cache starts")
 }
 
-/// Every file under `root` with its size, skipping the (empty) lock files.
+/// Every file under `root` with its size, skipping the (empty) lock files and the saved
+/// counters (layers that a killed fetch completed count as hits for the next one).
 fn inventory(root: &Path) -> BTreeMap<PathBuf, u64> {
     let mut files = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
@@ -33,7 +34,7 @@ fn inventory(root: &Path) -> BTreeMap<PathBuf, u64> {
             let relative = entry.path().strip_prefix(root).unwrap().to_path_buf();
             if kind.is_dir() {
                 pending.push(entry.path());
-            } else if !relative.starts_with("locks") {
+            } else if !relative.starts_with("locks") && relative != Path::new("stats.json") {
                 files.insert(relative, entry.metadata().unwrap().len());
             }
         }

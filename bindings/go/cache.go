@@ -327,7 +327,7 @@ type CacheStatus struct {
 	SizeBytes int64 `json:"size_bytes"`
 	// Layers is the number of extracted layers.
 	Layers int `json:"layers"`
-	// Images is the number of tags recorded.
+	// Images is the number of images recorded, by manifest digest.
 	Images int `json:"images"`
 }
 

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use oci_cache::{
     Cache, CacheOptions, Credential, FetchOptions, Image, ImageReference, Mirror, Platform,
+    PruneOptions,
 };
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -24,6 +25,44 @@ enum Command {
     Fetch(Box<FetchArgs>),
     /// Show what the cache holds, of one reference or of the whole cache (no network).
     Status(StatusArgs),
+    /// Remove cached layers: least recently used first to fit a size, or those unused for a
+    /// while, or all; never one a fetch or a result of any process is using.
+    Prune(PruneArgs),
+    /// Print each reference pinned to the digest it points at now (one HEAD each, nothing
+    /// downloaded), as `REFERENCE@DIGEST` lines for a lock file.
+    Resolve(Box<ResolveArgs>),
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    /// Remove least recently used layers until the cache's layers fit in SIZE (bytes, or with
+    /// a unit: 500MB, 2GiB).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    max_size: Option<u64>,
+
+    /// Remove layers unused for longer than DURATION (30m, 12h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    unused_for: Option<std::time::Duration>,
+
+    /// Remove every layer not in use.
+    #[arg(long)]
+    all: bool,
+}
+
+#[derive(Args)]
+struct ResolveArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+
+    #[command(flatten)]
+    registry: RegistryArgs,
+
+    /// The images: [REGISTRY/]REPOSITORY[:TAG][@DIGEST].
+    #[arg(required = true)]
+    references: Vec<String>,
 }
 
 #[derive(Args)]
@@ -157,6 +196,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Fetch(args) => fetch(*args),
         Command::Status(args) => status(args),
+        Command::Prune(args) => prune(args),
+        Command::Resolve(args) => resolve(*args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,6 +248,123 @@ fn status(args: StatusArgs) -> Result<(), oci_cache::Error> {
         );
     }
     Ok(())
+}
+
+fn prune(args: PruneArgs) -> Result<(), oci_cache::Error> {
+    init_logging(args.common.verbose);
+    if args.max_size.is_none() && args.unused_for.is_none() && !args.all {
+        return Err(oci_cache::Error::InvalidArgument {
+            name: "prune",
+            reason: "say what to remove: --max-size, --unused-for or --all".into(),
+        });
+    }
+    let cache = Cache::open(cache_dir(&args.common), CacheOptions::default())?;
+
+    let report = cache.prune(&PruneOptions {
+        max_size: args.max_size,
+        unused_for: args.unused_for,
+        all: args.all,
+    })?;
+
+    let json = serde_json::to_value(&report).expect("a report serialises");
+    if args.common.json {
+        println!("{json}");
+    } else {
+        println!(
+            "removed {} layers ({} bytes) and {} images; {} in use kept; {} bytes of layers left",
+            report.removed_layers,
+            report.removed_bytes,
+            report.removed_images,
+            report.in_use,
+            report.size_after
+        );
+    }
+    Ok(())
+}
+
+fn resolve(args: ResolveArgs) -> Result<(), oci_cache::Error> {
+    init_logging(args.common.verbose);
+    let first = args.references.first().cloned().unwrap_or_default();
+    let options = args.registry.options(&first)?;
+    let cache = Cache::open(cache_dir(&args.common), options)?;
+
+    let mut resolved = Vec::new();
+    for reference in &args.references {
+        let digest = cache.resolve(reference)?;
+        let parsed = ImageReference::parse(reference)?;
+        let name = match parsed.tag() {
+            Some(tag) => format!("{}:{tag}", parsed.name()),
+            None => parsed.name(),
+        };
+        resolved.push((reference.clone(), format!("{name}@{digest}"), digest));
+    }
+
+    if args.common.json {
+        let list: Vec<_> = resolved
+            .iter()
+            .map(|(reference, pinned, digest)| {
+                serde_json::json!({"reference": reference, "pinned": pinned, "digest": digest})
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+    } else {
+        for (_, pinned, _) in &resolved {
+            println!("{pinned}");
+        }
+    }
+    Ok(())
+}
+
+/// Bytes, or a number with a unit: B, kB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 500MB or 2GiB"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "mb" => 1000 * 1000,
+        "gb" => 1000 * 1000 * 1000,
+        "tb" => 1000 * 1000 * 1000 * 1000,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (B, kB, MB, GB, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    Ok((number * factor as f64) as u64)
+}
+
+/// A number with a unit: s, m, h, d (30m, 12h, 7d).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30m, 12h or 7d"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        "w" => 7 * 86400,
+        other => return Err(format!("unknown duration unit {other:?} (s, m, h, d, w)")),
+    };
+    Ok(std::time::Duration::from_secs(
+        number.saturating_mul(seconds),
+    ))
 }
 
 fn print_image(image: &Image) {

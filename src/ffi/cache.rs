@@ -103,6 +103,50 @@ pub extern "C" fn oci_cache_status(
     })
 }
 
+/// Remove cached layers, never one that a fetch or a result of any process uses: least recently
+/// used first until the layers fit in `max_size_bytes` (0: no size limit), those unused for more
+/// than `unused_for_seconds` (0: no age limit), or all of them with `all`. At least one of the
+/// three must ask for something. On success `*report_out` holds a report the caller owns, whose
+/// JSON has `removed_layers`, `removed_bytes`, `removed_images`, `in_use`, `size_before` and
+/// `size_after`.
+#[no_mangle]
+pub extern "C" fn oci_cache_prune(
+    cache: *const oci_cache,
+    max_size_bytes: u64,
+    unused_for_seconds: u64,
+    all: bool,
+    report_out: *mut *mut oci_cache_report,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        check_out(report_out, "report_out")?;
+        let cache = &required(cache, "cache")?.cache;
+        if max_size_bytes == 0 && unused_for_seconds == 0 && !all {
+            return Err(crate::Error::InvalidArgument {
+                name: "max_size_bytes",
+                reason: "nothing to prune: give a size, an age, or all".into(),
+            });
+        }
+        let options = crate::PruneOptions {
+            max_size: (max_size_bytes > 0).then_some(max_size_bytes),
+            unused_for: (unused_for_seconds > 0)
+                .then(|| std::time::Duration::from_secs(unused_for_seconds)),
+            all,
+        };
+
+        let report = cache.prune(&options)?;
+        let json = serde_json::to_string(&report).expect("a report serialises");
+        put(
+            report_out,
+            oci_cache_report {
+                cached: false,
+                json: super::c_string(json),
+            },
+        );
+        Ok(())
+    })
+}
+
 /// For a reference's status: true when its manifest and every layer are cached. False for the
 /// cache's status and for NULL.
 #[no_mangle]
@@ -112,7 +156,9 @@ pub extern "C" fn oci_cache_report_is_cached(status: *const oci_cache_report) ->
 
 /// The status as a JSON object, borrowed until `oci_cache_report_free`; NULL for NULL. A
 /// reference's status has `reference`, `cached`, `manifest_digest` and `layers` (`digest`,
-/// `present`, `path`); the cache's has `dir`, `disabled`, `size_bytes`, `layers` and `images`.
+/// `present`, `path`); the cache's has `dir`, `disabled`, `size_bytes`, `layers`, `images`,
+/// and `session` and `total` counters (`hits`, `misses`, `bytes_downloaded`, `bytes_saved`:
+/// of this handle since it opened, and of every handle since the cache was made).
 #[no_mangle]
 pub extern "C" fn oci_cache_report_json(status: *const oci_cache_report) -> *const c_char {
     required(status, "status").map_or(std::ptr::null(), |s| s.json.as_ptr())

@@ -31,6 +31,8 @@ pub struct oci_cache_image {
     json: CString,
     merged_path: Option<CString>,
     outcome: ImageOutcome,
+    /// The layers' pins: until this handle is freed, no prune removes them.
+    _pins: std::sync::Arc<Vec<crate::lock::LayerPin>>,
     layers: Vec<LayerStrings>,
 }
 
@@ -61,6 +63,7 @@ impl oci_cache_image {
                 .as_ref()
                 .map(|path| c_string(path.display().to_string())),
             outcome: image.cache,
+            _pins: image.pins.clone(),
             layers: image
                 .layers
                 .iter()

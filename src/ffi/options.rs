@@ -45,6 +45,9 @@ pub enum oci_cache_option {
     /// Unsigned, 0 or 1, for one fetch (`oci_cache_fetch_options_set_uint`): also build the
     /// image's merged directory (`oci_cache_image_merged_path`) (default 0).
     Merged = 10,
+    /// Unsigned, bytes: a size budget; after a fetch that downloaded something, least recently
+    /// used layers no result uses are pruned until the layers fit (default 0: no budget).
+    MaxSizeBytes = 11,
 }
 
 /// Log levels of the log callback.
@@ -148,7 +151,7 @@ pub extern "C" fn oci_cache_options_set_string(
 
 /// Set a numeric option (`OCI_CACHE_OPTION_MAX_CONCURRENT_LAYERS`,
 /// `OCI_CACHE_OPTION_READ_TIMEOUT_MS`, `OCI_CACHE_OPTION_DOCKER_CONFIG`,
-/// `OCI_CACHE_OPTION_OFFLINE`).
+/// `OCI_CACHE_OPTION_OFFLINE`, `OCI_CACHE_OPTION_MAX_SIZE_BYTES`).
 #[no_mangle]
 pub extern "C" fn oci_cache_options_set_uint(
     options: *mut oci_cache_options,
@@ -180,6 +183,7 @@ pub extern "C" fn oci_cache_options_set_uint(
             }
             DOCKER_CONFIG => options.docker_config = switch(value, "the Docker config switch")?,
             OFFLINE => options.offline = switch(value, "the offline switch")?,
+            MAX_SIZE_BYTES => options.max_size = (value > 0).then_some(value),
             other => return Err(unknown_option(other, "a number")),
         }
         Ok(())
@@ -445,3 +449,4 @@ const MIRROR: u32 = oci_cache_option::Mirror as u32;
 const DOCKER_CONFIG: u32 = oci_cache_option::DockerConfig as u32;
 const OFFLINE: u32 = oci_cache_option::Offline as u32;
 const MERGED: u32 = oci_cache_option::Merged as u32;
+const MAX_SIZE_BYTES: u32 = oci_cache_option::MaxSizeBytes as u32;

@@ -325,7 +325,8 @@ impl Registries {
     /// Prove that the caller may read `reference`'s repository, pinned at `digest`: one HEAD of
     /// the manifest with the caller's credentials, remembered for [`ACCESS_PROOF_LIFETIME`].
     /// Asked of the registry itself, never of a mirror: only the origin knows who may read.
-    pub async fn prove_access(&self, reference: &ImageReference, digest: &str) -> Result<()> {
+    /// True when a request was made (false: proven recently).
+    pub async fn prove_access(&self, reference: &ImageReference, digest: &str) -> Result<bool> {
         let key = (
             reference.registry().to_string(),
             reference.repository().to_string(),
@@ -338,7 +339,7 @@ impl Registries {
             .copied();
         if proven.is_some_and(|at| at.elapsed() < ACCESS_PROOF_LIFETIME) {
             tracing::debug!(repository = %key.1, "access to private repository proven recently");
-            return Ok(());
+            return Ok(false);
         }
 
         let pinned = reference.with_digest(digest);
@@ -360,7 +361,7 @@ impl Registries {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, Instant::now());
-        Ok(())
+        Ok(true)
     }
 
     /// True when a request to `reference`'s repository carried the caller's credentials: the

@@ -510,6 +510,20 @@ static void fetch_and_status_refusals(void)
           strstr(oci_cache_report_json(status), "\"layers\":0") != NULL);
     CHECK(status != NULL &&
           strstr(oci_cache_report_json(status), "\"images\":0") != NULL);
+    CHECK(status != NULL &&
+          strstr(oci_cache_report_json(status), "\"session\":{") != NULL);
+    oci_cache_report_free(status);
+
+    harness_section("prune: refusals, and a prune of an empty cache");
+    CHECK_REFUSED(oci_cache_prune(NULL, 0, 0, true, &status, &refused), "cache");
+    CHECK_REFUSED(oci_cache_prune(cache, 0, 0, true, NULL, &refused),
+                  "report_out");
+    CHECK_REFUSED(oci_cache_prune(cache, 0, 0, false, &status, &refused),
+                  "nothing to prune");
+    CHECK(status == NULL);
+    CHECK_OK(oci_cache_prune(cache, 1, 3600, false, &status, &error), &error);
+    CHECK(status != NULL &&
+          strstr(oci_cache_report_json(status), "\"removed_layers\":0") != NULL);
     oci_cache_report_free(status);
 
     oci_cache_close(cache);
