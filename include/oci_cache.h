@@ -196,6 +196,15 @@ typedef void (*oci_cache_log_callback)(void *userdata,
                                        const char *message,
                                        const char *fields);
 
+// A progress callback: `digest` names a layer (valid only during the call), `done` of its
+// `total` blob bytes are there. Called once for a cached layer (`done == total`) and as a
+// download goes (at most once per MiB, and at its end), from the library's threads, several
+// layers at once; it must return quickly and must not call back into the library.
+typedef void (*oci_cache_progress_callback)(void *userdata,
+                                            const char *digest,
+                                            uint64_t done,
+                                            uint64_t total);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -383,6 +392,14 @@ oci_cache_result oci_cache_fetch_options_set_uint(oci_cache_fetch_options *optio
                                                   uint32_t option,
                                                   uint64_t value,
                                                   oci_cache_error **error_out);
+
+// Report the progress of fetches made with these options to `callback`, with `userdata` as its
+// first argument, until they return (the host keeps `userdata` valid that long). A NULL
+// `callback` removes it.
+oci_cache_result oci_cache_fetch_options_set_progress(oci_cache_fetch_options *options,
+                                                      oci_cache_progress_callback callback,
+                                                      void *userdata,
+                                                      oci_cache_error **error_out);
 
 // Let `cancel` cancel the fetches made with these options (NULL removes it). The options keep
 // their own reference: the token may be freed before them.

@@ -103,6 +103,42 @@ pub struct FetchOptions {
     pub cancel: Option<CancelToken>,
     /// Also give one directory with the layers applied in order ([`Image::merged_path`]).
     pub merged: bool,
+    /// Told how far each layer is: once for a cached layer, and as a download goes (at most
+    /// once per MiB, and at its end).
+    pub progress: Option<ProgressSink>,
+}
+
+/// How far one layer of a fetch is.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// The layer's digest.
+    pub digest: &'a str,
+    /// Bytes of its blob received (all of them for a cached layer).
+    pub done: u64,
+    /// Bytes of its blob in all.
+    pub total: u64,
+}
+
+/// A progress callback. Called on the library's threads: it must return quickly and must not
+/// call back into the library.
+#[derive(Clone)]
+pub struct ProgressSink(pub Arc<dyn Fn(&Progress<'_>) + Send + Sync>);
+
+impl ProgressSink {
+    /// Report `progress`.
+    pub(crate) fn report(&self, digest: &str, done: u64, total: u64) {
+        (self.0)(&Progress {
+            digest,
+            done,
+            total,
+        });
+    }
+}
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgressSink(..)")
+    }
 }
 
 /// How an image was served.
@@ -433,8 +469,17 @@ impl Cache {
         let inner = Arc::clone(&self.inner);
         let name = reference.to_string();
         let merged = options.merged;
+        let progress = options.progress.clone();
         runtime::block_on(
-            async move { crate::fetch::fetch(&inner, &store, &reference, &platform, merged).await },
+            async move {
+                let request = crate::fetch::Request {
+                    reference: &reference,
+                    platform: &platform,
+                    merged,
+                    progress: progress.as_ref(),
+                };
+                crate::fetch::fetch(&inner, &store, &request).await
+            },
             options.cancel.as_ref(),
             || Error::Cancelled { reference: name },
         )

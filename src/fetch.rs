@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 use tracing::{debug, info, Instrument};
 
-use crate::cache::{CacheInner, Image, ImageOutcome, Layer, LayerOutcome};
+use crate::cache::{CacheInner, Image, ImageOutcome, Layer, LayerOutcome, ProgressSink};
 use crate::error::{Error, Result};
 use crate::extract::{self, Compression, Limits};
 use crate::lock::{LayerLock, LayerPin};
@@ -23,21 +23,30 @@ use crate::store::Store;
 /// Chunks in flight between the download and the extractor of one layer.
 const CHANNEL_CHUNKS: usize = 32;
 
-/// Fetch `reference` for `platform` into `store` (the cache, or a scratch store when caching is
+/// What one fetch is asked for.
+pub(crate) struct Request<'a> {
+    pub reference: &'a ImageReference,
+    pub platform: &'a Platform,
+    /// Also build the merged directory.
+    pub merged: bool,
+    pub progress: Option<&'a ProgressSink>,
+}
+
+/// Fetch what `request` asks for into `store` (the cache, or a scratch store when caching is
 /// disabled).
 pub(crate) async fn fetch(
     cache: &CacheInner,
     store: &Store,
-    reference: &ImageReference,
-    platform: &Platform,
-    merged: bool,
+    request: &Request<'_>,
 ) -> Result<Image> {
+    let (reference, platform, merged) = (request.reference, request.platform, request.merged);
     let span = cache.fetch_span(reference);
     async move {
         let mut fetch = Fetch {
             cache,
             store,
             reference,
+            progress: request.progress,
             requests: 0,
         };
 
@@ -93,6 +102,7 @@ struct Fetch<'a> {
     cache: &'a CacheInner,
     store: &'a Store,
     reference: &'a ImageReference,
+    progress: Option<&'a ProgressSink>,
     requests: u32,
 }
 
@@ -390,6 +400,7 @@ impl Fetch<'_> {
         if let Some(pin) = self.pin_present(digest).await? {
             debug!(digest = %digest, outcome = "hit", "layer cache");
             self.store.touch_use(digest);
+            self.report_complete(&layer);
             return Ok((layer, Some(pin)));
         }
         if self.offline() {
@@ -402,6 +413,7 @@ impl Fetch<'_> {
         if let Some(pin) = self.pin_present(digest).await? {
             debug!(digest = %digest, outcome = "hit", waited = true, "layer cache");
             self.store.touch_use(digest);
+            self.report_complete(&layer);
             return Ok((layer, Some(pin)));
         }
 
@@ -438,15 +450,13 @@ impl Fetch<'_> {
             return Ok((self.store.layer_path(digest), pin));
         }
         self.store.reclaim_staging(digest)?;
-        download_layer(
-            self.cache,
-            self.store,
-            self.reference,
+        let target = Target {
+            reference: self.reference,
             descriptor,
-            Some(lock),
-            Sources::OriginOnly,
-        )
-        .await
+            sources: Sources::OriginOnly,
+            progress: self.progress,
+        };
+        download_layer(self.cache, self.store, &target, Some(lock)).await
     }
 
     async fn download(
@@ -454,15 +464,20 @@ impl Fetch<'_> {
         descriptor: &Descriptor,
         lock: Option<LayerLock>,
     ) -> Result<(PathBuf, LayerPin)> {
-        download_layer(
-            self.cache,
-            self.store,
-            self.reference,
+        let target = Target {
+            reference: self.reference,
             descriptor,
-            lock,
-            Sources::Any,
-        )
-        .await
+            sources: Sources::Any,
+            progress: self.progress,
+        };
+        download_layer(self.cache, self.store, &target, lock).await
+    }
+
+    /// Tell the progress callback that a cached layer is all there.
+    fn report_complete(&self, layer: &Layer) {
+        if let Some(progress) = self.progress {
+            progress.report(&layer.digest, layer.size, layer.size);
+        }
     }
 
     fn has_mirrors(&self) -> bool {
@@ -530,11 +545,10 @@ struct Expected {
 async fn download_layer(
     cache: &CacheInner,
     store: &Store,
-    reference: &ImageReference,
-    descriptor: &Descriptor,
+    target: &Target<'_>,
     lock: Option<LayerLock>,
-    sources: Sources,
 ) -> Result<(PathBuf, LayerPin)> {
+    let (reference, descriptor) = (target.reference, target.descriptor);
     let digest = parse_digest(&descriptor.digest).map_err(|detail| Error::Registry {
         what: "layer descriptor".into(),
         reference: reference.to_string(),
@@ -564,7 +578,7 @@ async fn download_layer(
         published
     });
 
-    let downloaded = download_blob(cache, reference, descriptor, sender, sources).await;
+    let downloaded = download_blob(cache, target, sender).await;
     let extracted = extraction
         .await
         .map_err(|e| Error::Panic(format!("layer extraction task: {e}")))?;
@@ -577,12 +591,10 @@ async fn download_layer(
 /// error explains why).
 async fn download_blob(
     cache: &CacheInner,
-    reference: &ImageReference,
-    descriptor: &Descriptor,
+    target: &Target<'_>,
     sender: mpsc::Sender<Chunk>,
-    sources: Sources,
 ) -> Result<()> {
-    let outcome = stream_blob(cache, reference, descriptor, &sender, sources).await;
+    let outcome = stream_blob(cache, target, &sender).await;
     let last = match &outcome {
         Ok(true) => Chunk::End,
         Ok(false) => return Ok(()),
@@ -597,18 +609,19 @@ async fn download_blob(
 /// Range request, after a pause; the extractor and the hash just see one continuous stream.
 async fn stream_blob(
     cache: &CacheInner,
-    reference: &ImageReference,
-    descriptor: &Descriptor,
+    target: &Target<'_>,
     sender: &mpsc::Sender<Chunk>,
-    sources: Sources,
 ) -> Result<bool> {
     let registries = &cache.registries;
+    let descriptor = target.descriptor;
     let mut transfer = Transfer {
-        reference,
+        reference: target.reference,
         descriptor,
         sender,
-        sources,
+        sources: target.sources,
+        progress: target.progress,
         received: 0,
+        reported: None,
     };
 
     let mut attempt = 1;
@@ -633,6 +646,17 @@ async fn stream_blob(
     }
 }
 
+/// A layer blob to download, and where from.
+pub(crate) struct Target<'a> {
+    reference: &'a ImageReference,
+    descriptor: &'a Descriptor,
+    sources: Sources,
+    progress: Option<&'a ProgressSink>,
+}
+
+/// How often a download's progress is reported.
+const PROGRESS_STEP: u64 = 1 << 20;
+
 /// One blob on its way to the extractor.
 struct Transfer<'a> {
     reference: &'a ImageReference,
@@ -640,8 +664,11 @@ struct Transfer<'a> {
     sender: &'a mpsc::Sender<Chunk>,
     /// Whether mirrors may serve it.
     sources: Sources,
+    progress: Option<&'a ProgressSink>,
     /// Bytes already sent to the extractor.
     received: u64,
+    /// `received` when progress was last reported.
+    reported: Option<u64>,
 }
 
 impl Transfer<'_> {
@@ -664,6 +691,8 @@ impl Transfer<'_> {
             );
             return Err(self.integrity(detail));
         }
+
+        self.report(expected);
 
         // A server that ignores Range starts over at byte 0: skip what was already sent.
         let mut skip = self.received - blob.offset;
@@ -688,6 +717,7 @@ impl Transfer<'_> {
             if self.sender.send(Chunk::Data(bytes)).await.is_err() {
                 return Ok(false);
             }
+            self.report(expected);
         }
 
         if self.received != expected {
@@ -698,6 +728,22 @@ impl Transfer<'_> {
             return Err(self.integrity(detail));
         }
         Ok(true)
+    }
+
+    /// Tell the progress callback how far the blob is: at the start, every
+    /// [`PROGRESS_STEP`] bytes, and at the end.
+    fn report(&mut self, total: u64) {
+        let Some(progress) = self.progress else {
+            return;
+        };
+        let due = match self.reported {
+            None => true,
+            Some(last) => self.received >= last + PROGRESS_STEP || self.received == total,
+        };
+        if due && self.reported != Some(self.received) {
+            progress.report(&self.descriptor.digest, self.received, total);
+            self.reported = Some(self.received);
+        }
     }
 
     fn integrity(&self, detail: String) -> Error {

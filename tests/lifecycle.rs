@@ -531,3 +531,97 @@ fn status_counts_hits_misses_and_bytes_for_the_handle_and_in_total() {
     assert_eq!(status.total, total);
     assert_eq!((status.layers, status.images), (1, 1));
 }
+
+#[test]
+fn progress_reports_each_layer_up_to_its_size_and_cached_layers_at_once() {
+    let registry = Registry::start();
+    let layers = vec![
+        Layer::random(3 << 20, 71, Compression::None, support::OCI_LAYER_TAR),
+        Layer::random(64 << 10, 72, Compression::Gzip, support::OCI_LAYER_GZIP),
+    ];
+    registry.push_image("steps/progress", Some("1.0.0"), &layers, None, false);
+    let reference = format!("{}/steps/progress:1.0.0", registry.host());
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(dir.path(), options()).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = {
+        let seen = seen.clone();
+        oci_cache::ProgressSink(std::sync::Arc::new(move |p: &oci_cache::Progress<'_>| {
+            seen.lock()
+                .unwrap()
+                .push((p.digest.to_string(), p.done, p.total))
+        }))
+    };
+    let with_progress = FetchOptions {
+        progress: Some(sink),
+        ..FetchOptions::default()
+    };
+
+    cache.fetch(&reference, &with_progress).unwrap();
+    let cold = std::mem::take(&mut *seen.lock().unwrap());
+    cache.fetch(&reference, &with_progress).unwrap();
+    let warm = seen.lock().unwrap().clone();
+
+    for layer in &layers {
+        let size = layer.bytes.len() as u64;
+        let reports: Vec<u64> = cold
+            .iter()
+            .filter(|(d, _, total)| *d == layer.digest && *total == size)
+            .map(|(_, done, _)| *done)
+            .collect();
+        assert_eq!(reports.first(), Some(&0), "{reports:?}");
+        assert_eq!(reports.last(), Some(&size), "{reports:?}");
+        assert!(reports.windows(2).all(|w| w[0] < w[1]), "{reports:?}");
+        assert_eq!(warm.iter().filter(|(d, ..)| *d == layer.digest).count(), 1);
+    }
+    assert!(cold.len() >= 5, "a 3 MiB layer reports each MiB: {cold:?}");
+    assert!(
+        warm.iter().all(|(_, done, total)| done == total),
+        "{warm:?}"
+    );
+}
+
+#[test]
+fn the_cli_shows_progress_on_a_terminal_and_nothing_otherwise() {
+    let registry = Registry::start();
+    let layer = Layer::random(2 << 20, 81, Compression::None, support::OCI_LAYER_TAR);
+    registry.push_image(
+        "steps/bar",
+        Some("1.0.0"),
+        std::slice::from_ref(&layer),
+        None,
+        false,
+    );
+    let reference = format!("{}/steps/bar:1.0.0", registry.host());
+    let (piped, terminal) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let cli = env!("CARGO_BIN_EXE_oci-cache");
+
+    let output = Command::new(cli)
+        .args(["fetch", "--cache-dir"])
+        .arg(piped.path())
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("fetching:"));
+
+    // `script` runs the CLI with a pseudo-terminal as its stderr.
+    let command = format!(
+        "{cli} fetch --cache-dir {} {reference}",
+        terminal.path().display()
+    );
+    let output = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("fetching:") && shown.contains("1/1 layers"),
+        "{shown}"
+    );
+}

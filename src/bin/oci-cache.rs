@@ -1,12 +1,16 @@
 //! `oci-cache`: the operators' command line, a thin layer over the library.
 
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use clap::{Args, Parser, Subcommand};
 use oci_cache::{
     Cache, CacheOptions, Credential, FetchOptions, Image, ImageReference, Mirror, Platform,
-    PruneOptions,
+    Progress, ProgressSink, PruneOptions,
 };
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -214,12 +218,20 @@ fn fetch(args: FetchArgs) -> Result<(), oci_cache::Error> {
     options.offline = args.offline;
     let cache = Cache::open(cache_dir(&args.common), options)?;
 
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| Arc::new(ProgressBar::default()));
     let fetch_options = FetchOptions {
         platform: args.platform,
         merged: args.merged,
+        progress: bar.clone().map(ProgressBar::sink),
         ..FetchOptions::default()
     };
-    let image = cache.fetch(&args.reference, &fetch_options)?;
+    let fetched = cache.fetch(&args.reference, &fetch_options);
+    if let Some(bar) = bar {
+        bar.finish();
+    }
+    let image = fetched?;
 
     if args.common.json {
         println!("{}", oci_cache::cache::image_json(&image));
@@ -365,6 +377,66 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs(
         number.saturating_mul(seconds),
     ))
+}
+
+/// A one-line progress bar on stderr (a terminal): bytes of all layers, redrawn at most every
+/// 100 ms.
+#[derive(Default)]
+struct ProgressBar {
+    state: Mutex<BarState>,
+}
+
+#[derive(Default)]
+struct BarState {
+    /// digest -> (done, total)
+    layers: HashMap<String, (u64, u64)>,
+    drawn: Option<Instant>,
+}
+
+impl ProgressBar {
+    fn sink(self: Arc<Self>) -> ProgressSink {
+        ProgressSink(Arc::new(move |progress: &Progress<'_>| {
+            self.update(progress)
+        }))
+    }
+
+    fn update(&self, progress: &Progress<'_>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = (progress.done, progress.total);
+        state.layers.insert(progress.digest.to_string(), entry);
+        if state
+            .drawn
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(100))
+        {
+            return;
+        }
+        state.drawn = Some(Instant::now());
+        draw(&state);
+    }
+
+    /// Draw the last state and end the line, if anything was drawn.
+    fn finish(&self) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.drawn.is_some() {
+            draw(&state);
+            eprintln!();
+        }
+    }
+}
+
+fn draw(state: &BarState) {
+    let (done, total) = state
+        .layers
+        .values()
+        .fold((0, 0), |(d, t), (done, total)| (d + done, t + total));
+    let complete = state.layers.values().filter(|(d, t)| d == t).count();
+    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+    eprint!(
+        "\r\x1b[Kfetching: {:.1}/{:.1} MiB, {complete}/{} layers",
+        mib(done),
+        mib(total),
+        state.layers.len()
+    );
 }
 
 fn print_image(image: &Image) {

@@ -80,6 +80,15 @@ pub type oci_cache_log_callback = Option<
     ),
 >;
 
+/// A progress callback: `digest` names a layer (valid only during the call), `done` of its
+/// `total` blob bytes are there. Called once for a cached layer (`done == total`) and as a
+/// download goes (at most once per MiB, and at its end), from the library's threads, several
+/// layers at once; it must return quickly and must not call back into the library.
+#[allow(non_camel_case_types)]
+pub type oci_cache_progress_callback = Option<
+    unsafe extern "C" fn(userdata: *mut c_void, digest: *const c_char, done: u64, total: u64),
+>;
+
 /// Options for `oci_cache_open`. Create with `oci_cache_options_new`, free with
 /// `oci_cache_options_free`. Not safe to change from two threads at once.
 #[allow(non_camel_case_types)]
@@ -329,6 +338,41 @@ pub extern "C" fn oci_cache_fetch_options_set_uint(
             MERGED => options.merged = switch(value, "the merged switch")?,
             other => return Err(unknown_option(other, "a per-fetch number")),
         }
+        Ok(())
+    })
+}
+
+/// Report the progress of fetches made with these options to `callback`, with `userdata` as its
+/// first argument, until they return (the host keeps `userdata` valid that long). A NULL
+/// `callback` removes it.
+#[no_mangle]
+pub extern "C" fn oci_cache_fetch_options_set_progress(
+    options: *mut oci_cache_fetch_options,
+    callback: oci_cache_progress_callback,
+    userdata: *mut c_void,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        let options = &mut required_mut(options, "options")?.options;
+        let Some(callback) = callback else {
+            options.progress = None;
+            return Ok(());
+        };
+        let userdata = Userdata(userdata);
+        let sink = move |progress: &crate::cache::Progress<'_>| {
+            let digest = super::c_string(progress.digest);
+            // SAFETY: the host registered this function and vouched for `userdata`; the digest
+            // lives until the call returns.
+            unsafe {
+                callback(
+                    userdata.get(),
+                    digest.as_ptr(),
+                    progress.done,
+                    progress.total,
+                )
+            };
+        };
+        options.progress = Some(crate::cache::ProgressSink(Arc::new(sink)));
         Ok(())
     })
 }

@@ -386,6 +386,12 @@ static void fetch_options(void)
                                               0, &error),
              &error);
 
+    harness_section("fetch options: progress callback, NULL options refused");
+    CHECK_REFUSED(oci_cache_fetch_options_set_progress(NULL, NULL, NULL, &refused),
+                  "options");
+    CHECK_OK(oci_cache_fetch_options_set_progress(options, NULL, NULL, &error),
+             &error);
+
     harness_section("fetch options: a platform, a cancel token, and removal");
     CHECK_OK(oci_cache_fetch_options_set_string(
                  options, OCI_CACHE_OPTION_PLATFORM, "linux/amd64", &error),

@@ -338,6 +338,62 @@ static void one_handle_many_threads(void)
     fixture_remove_tree(dir);
 }
 
+/* What the progress callback saw. */
+struct progress_seen {
+    pthread_mutex_t lock;
+    int calls;
+    int complete;    /* calls with done == total */
+    int overshoots;  /* calls with done > total */
+};
+
+static void record_progress(void *userdata, const char *digest, uint64_t done,
+                            uint64_t total)
+{
+    struct progress_seen *seen = userdata;
+    pthread_mutex_lock(&seen->lock);
+    seen->calls += digest != NULL && strncmp(digest, "sha256:", 7) == 0;
+    seen->complete += done == total;
+    seen->overshoots += done > total;
+    pthread_mutex_unlock(&seen->lock);
+}
+
+static void progress_and_merged(void)
+{
+    char *dir = fixture_temp_dir("fetch-progress");
+    oci_cache *cache = fixture_open(dir);
+    oci_cache_fetch_options *options = oci_cache_fetch_options_new();
+    oci_cache_error *error = NULL;
+    oci_cache_image *image;
+    struct progress_seen seen = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
+
+    harness_section("progress: every layer reported, ending complete");
+    CHECK_OK(oci_cache_fetch_options_set_progress(options, record_progress,
+                                                  &seen, &error),
+             &error);
+    CHECK_OK(oci_cache_fetch_options_set_uint(options, OCI_CACHE_OPTION_MERGED,
+                                              1, &error),
+             &error);
+    image = fetch(cache, "1.0.0", options);
+    CHECK_MSG(seen.calls >= SAMPLE_LAYERS, "%d progress calls", seen.calls);
+    CHECK_MSG(seen.complete >= SAMPLE_LAYERS, "%d complete", seen.complete);
+    CHECK(seen.overshoots == 0);
+
+    harness_section("merged: a directory with the layers applied in order");
+    if (image != NULL) {
+        const char *merged = oci_cache_image_merged_path(image);
+        CHECK(merged != NULL && contains(merged, dir));
+        if (merged != NULL) {
+            check_file(merged, "run.sh", 0555, SAMPLE_SCRIPT);
+            check_symlink(merged, "bin/hello", "greet");
+        }
+    }
+    oci_cache_image_free(image);
+
+    oci_cache_fetch_options_free(options);
+    oci_cache_close(cache);
+    fixture_remove_tree(dir);
+}
+
 static void defaults_and_platform_option(void)
 {
     char *dir = fixture_temp_dir("fetch-defaults");
@@ -437,6 +493,7 @@ int main(void)
     fixture_remove_tree(dir);
 
     defaults_and_platform_option();
+    progress_and_merged();
     one_handle_many_threads();
     log_tally_destroy(&tally);
     return harness_summary();
