@@ -625,3 +625,53 @@ fn the_cli_shows_progress_on_a_terminal_and_nothing_otherwise() {
         "{shown}"
     );
 }
+
+#[test]
+fn resolve_pins_references_with_one_head_each_and_pinned_references_keep_their_tag() {
+    let registry = Registry::start();
+    let layer = Layer::random(32 << 10, 91, Compression::Gzip, support::OCI_LAYER_GZIP);
+    let pushed = registry.push_image(
+        "steps/pinned",
+        Some("1.0.0"),
+        std::slice::from_ref(&layer),
+        None,
+        false,
+    );
+    registry.tag("steps/pinned", &pushed, "latest");
+    let host = registry.host();
+    let dir = tempfile::tempdir().unwrap();
+    let before = registry.requests().len();
+
+    let output = Command::new(env!("CARGO_BIN_EXE_oci-cache"))
+        .args(["resolve", "--cache-dir"])
+        .arg(dir.path())
+        .arg(format!("{host}/steps/pinned:1.0.0"))
+        .arg(format!("{host}/steps/pinned:latest"))
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{host}/steps/pinned:1.0.0@{}", pushed.digest),
+            format!("{host}/steps/pinned:latest@{}", pushed.digest),
+        ]
+    );
+    let sent = &registry.requests()[before..];
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent.iter().all(|r| r.method == "HEAD"), "{sent:?}");
+
+    let cache = Cache::open(dir.path(), options()).unwrap();
+    let image = cache.fetch(&lines[1], &FetchOptions::default()).unwrap();
+    assert_eq!(image.reference, lines[1], "the tag is kept in the result");
+    assert_eq!(image.manifest_digest, pushed.digest);
+}
