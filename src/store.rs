@@ -15,7 +15,7 @@
 //!   pins/sha256/<hex>       pin files: shared locks held by results using that layer; a
 //!                           prune removes a layer only with the exclusive lock
 //!   uses/sha256/<hex>       empty; its mtime is the layer's last use (updated hourly at most)
-//!   images/sha256/<hex>     {"manifest_digest", "references", "layers"} of a fetched image
+//!   images/sha256/<hex>     {"manifest_digest", "reference", "layers"} of a fetched image
 //!   stats.json              counters of every handle that closed (hits, misses, bytes)
 //! ```
 //!
@@ -58,8 +58,8 @@ pub const USE_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(3
 pub struct ImageRecord {
     /// Its manifest digest.
     pub manifest_digest: String,
-    /// The references that gave it.
-    pub references: Vec<String>,
+    /// The reference that first gave it.
+    pub reference: String,
     /// Its layers' digests, base first.
     pub layers: Vec<String>,
 }
@@ -358,8 +358,8 @@ impl Store {
             .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
     }
 
-    /// Remember that `reference` gave the image `manifest_digest` made of `layers`; written
-    /// only when something is new.
+    /// Remember the image `manifest_digest` made of `layers`, first given by `reference`;
+    /// written once (a warm hit costs one `stat` here).
     pub fn record_image(
         &self,
         manifest_digest: &str,
@@ -367,19 +367,14 @@ impl Store {
         layers: &[String],
     ) -> Result<()> {
         let path = self.image_record_path(manifest_digest);
-        let mut record = self
-            .read_image_record(&path)
-            .unwrap_or_else(|| ImageRecord {
-                manifest_digest: manifest_digest.to_string(),
-                references: Vec::new(),
-                layers: layers.to_vec(),
-            });
-        if path.exists() && record.references.iter().any(|r| r == reference) {
+        if path.exists() {
             return Ok(());
         }
-        if !record.references.iter().any(|r| r == reference) {
-            record.references.push(reference.to_string());
-        }
+        let record = ImageRecord {
+            manifest_digest: manifest_digest.to_string(),
+            reference: reference.to_string(),
+            layers: layers.to_vec(),
+        };
         let bytes = serde_json::to_vec(&record).expect("an image record serialises");
         write_atomically(&self.root, &path, &bytes)
     }
