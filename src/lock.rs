@@ -98,24 +98,8 @@ pub fn try_pin_layer(path: &Path) -> Result<Option<LayerPin>> {
 /// it exclusively while removing that layer, in which case this waits until the prune is done
 /// (the caller then finds the layer gone). Blocks only for that moment.
 pub fn pin_layer(path: &Path) -> Result<LayerPin> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("opening layer pin", path))?;
-
-    loop {
-        // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) };
-        if status == 0 {
-            return Ok(LayerPin { _file: file });
-        }
-        let error = std::io::Error::last_os_error();
-        if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io("pinning layer", path)(error));
-        }
-    }
+    let file = flock_blocking(path, libc::LOCK_SH, "pinning layer")?;
+    Ok(LayerPin { _file: file })
 }
 
 /// Open `path` and block until this process holds an exclusive `flock` on it (a short-lived
@@ -126,22 +110,28 @@ pub fn lock_file_blocking(path: &Path) -> Result<File> {
 
 /// Open `path` and block until this process holds an exclusive `flock` on it.
 fn lock_file(path: &Path) -> Result<File> {
+    flock_blocking(path, libc::LOCK_EX, "locking layer")
+}
+
+/// Open (or create) `path` and block until this process holds a `flock` of kind `operation`
+/// (`LOCK_SH` or `LOCK_EX`) on it.
+fn flock_blocking(path: &Path, operation: libc::c_int, step: &'static str) -> Result<File> {
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(path)
-        .map_err(Error::io("opening layer lock", path))?;
+        .map_err(Error::io("opening lock file", path))?;
 
     loop {
         // SAFETY: flock on a descriptor this function owns; no memory is passed.
-        let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        let status = unsafe { libc::flock(file.as_raw_fd(), operation) };
         if status == 0 {
             return Ok(file);
         }
         let error = std::io::Error::last_os_error();
         if error.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io("locking layer", path)(error));
+            return Err(Error::io(step, path)(error));
         }
     }
 }

@@ -263,25 +263,7 @@ impl Store {
     /// Publish an extracted, verified layer by renaming its staging directory into place. When
     /// another fetch published the same digest first, that copy is kept and this one removed.
     pub fn publish_layer(&self, staging: tempfile::TempDir, digest: &str) -> Result<PathBuf> {
-        let target = self.layer_path(digest);
-
-        // The staging directory's own entries are synced before the rename. The files' contents
-        // are not synced one by one: a killed process cannot leave a partial layer (the page
-        // cache survives it), but a power loss right after the rename could. Closing that gap
-        // without a per-file fsync is still to be done.
-        let dir =
-            fs::File::open(staging.path()).map_err(Error::io("opening staging", staging.path()))?;
-        dir.sync_all()
-            .map_err(Error::io("syncing staging", staging.path()))?;
-
-        match fs::rename(staging.path(), &target) {
-            Ok(()) => {
-                let _ = staging.keep();
-                Ok(target)
-            }
-            Err(_) if target.is_dir() => Ok(target),
-            Err(e) => Err(Error::io("publishing layer", &target)(e)),
-        }
+        publish_dir(staging, self.layer_path(digest), "publishing layer")
     }
 
     /// Where the merged directory of the image `manifest_digest` lives.
@@ -307,19 +289,7 @@ impl Store {
         manifest_digest: &str,
     ) -> Result<PathBuf> {
         let target = self.merged_path(manifest_digest);
-        let dir =
-            fs::File::open(staging.path()).map_err(Error::io("opening staging", staging.path()))?;
-        dir.sync_all()
-            .map_err(Error::io("syncing staging", staging.path()))?;
-
-        match fs::rename(staging.path(), &target) {
-            Ok(()) => {
-                let _ = staging.keep();
-                Ok(target)
-            }
-            Err(_) if target.is_dir() => Ok(target),
-            Err(e) => Err(Error::io("publishing merged directory", &target)(e)),
-        }
+        publish_dir(staging, target, "publishing merged directory")
     }
 
     /// The pin file of the layer `digest` (see [`crate::lock::pin_layer`]).
@@ -538,6 +508,28 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 fn digest_path(digest: &str) -> PathBuf {
     let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
     Path::new(algorithm).join(hex)
+}
+
+/// Sync the entries of the directory `staging` and rename it to `target`; when `target`
+/// already exists (another fetch published it first), keep that one and drop `staging`.
+///
+/// The files' contents are not synced one by one: a killed process cannot leave a partial
+/// directory (the page cache survives it), but a power loss right after the rename could
+/// (ARCHITECTURE.md, "Why one directory sync").
+fn publish_dir(staging: tempfile::TempDir, target: PathBuf, step: &'static str) -> Result<PathBuf> {
+    let dir =
+        fs::File::open(staging.path()).map_err(Error::io("opening staging", staging.path()))?;
+    dir.sync_all()
+        .map_err(Error::io("syncing staging", staging.path()))?;
+
+    match fs::rename(staging.path(), &target) {
+        Ok(()) => {
+            let _ = staging.keep();
+            Ok(target)
+        }
+        Err(_) if target.is_dir() => Ok(target),
+        Err(e) => Err(Error::io(step, &target)(e)),
+    }
 }
 
 /// True for a staging file `file-<pid>-…` whose writing process no longer runs.

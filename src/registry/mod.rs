@@ -263,12 +263,7 @@ impl Registries {
             )
             .await?
             .0;
-        let announced = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let digest = match announced {
+        let digest = match announced_digest(&response) {
             Some(digest) => digest,
             // The registry did not say: get the manifest and hash it.
             None => return Ok(self.get_manifest(reference).await?.1),
@@ -303,11 +298,7 @@ impl Registries {
             )
             .await?
             .0;
-        let announced = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let announced = announced_digest(&response);
         let bytes = read_bounded(response, manifest::MAX_MANIFEST_BYTES, &target).await?;
 
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
@@ -719,6 +710,12 @@ fn transport_detail(error: &reqwest::Error) -> String {
         );
     }
     detail
+}
+
+/// The `Docker-Content-Digest` a registry sent with a manifest, if any.
+fn announced_digest(response: &Response) -> Option<String> {
+    let value = response.headers().get("docker-content-digest")?;
+    value.to_str().ok().map(str::to_string)
 }
 
 /// The Accept header for manifests and indexes of every supported kind.
