@@ -39,6 +39,8 @@ type openConfig struct {
 	maxConcurrentLayers int
 	logger              *slog.Logger
 	registries          registryConfig
+	offline             bool
+	maxSize             uint64
 }
 
 // WithPlatform chooses the platform (`os/architecture[/variant]`) picked from image indexes.
@@ -65,6 +67,20 @@ func WithMaxConcurrentLayers(n int) Option {
 // and must not call methods of a Cache.
 func WithLogger(logger *slog.Logger) Option {
 	return func(c *openConfig) { c.logger = logger }
+}
+
+// WithOffline forbids the network: a cached image is served (an image under a mutable tag such
+// as `latest` from the digest the tag last resolved to, with a warning logged) and anything
+// else fails with ErrNotCached.
+func WithOffline() Option {
+	return func(c *openConfig) { c.offline = true }
+}
+
+// WithMaxSize gives the cache's layers a budget of bytes: after a fetch that downloaded
+// something, the least recently used layers that no fetch or Image (of any process) uses are
+// pruned until the layers fit. Zero, the default, is no budget.
+func WithMaxSize(bytes uint64) Option {
+	return func(c *openConfig) { c.maxSize = bytes }
 }
 
 // Open opens the cache directory dir, creating it if it is missing.
@@ -139,6 +155,18 @@ func (c *openConfig) apply(options *C.oci_cache_options) error {
 		}
 	}
 
+	if c.offline {
+		if err := setUintOption(options, C.OCI_CACHE_OPTION_OFFLINE, 1); err != nil {
+			return err
+		}
+	}
+
+	if c.maxSize != 0 {
+		if err := setUintOption(options, C.OCI_CACHE_OPTION_MAX_SIZE_BYTES, c.maxSize); err != nil {
+			return err
+		}
+	}
+
 	return c.registries.apply(options)
 }
 
@@ -189,6 +217,8 @@ type FetchOption func(*fetchConfig)
 
 type fetchConfig struct {
 	platform string
+	merged   bool
+	progress func(Progress)
 }
 
 // WithFetchPlatform chooses the platform (`os/architecture[/variant]`) of this fetch, in place
@@ -197,17 +227,50 @@ func WithFetchPlatform(platform string) FetchOption {
 	return func(c *fetchConfig) { c.platform = platform }
 }
 
+// WithMerged also gives the image as one directory, Image.MergedPath: its layers applied in
+// order, whiteouts honoured, made of hard links to the layers' read-only files. It is built
+// once per manifest and shared by every fetch that asks for it.
+func WithMerged() FetchOption {
+	return func(c *fetchConfig) { c.merged = true }
+}
+
+// apply sets the configured values on the library's fetch options, except the progress
+// callback, whose handle the fetch itself owns.
+func (c *fetchConfig) apply(options *C.oci_cache_fetch_options) error {
+	if c.platform != "" {
+		cplatform, err := cString("platform", c.platform)
+		if err != nil {
+			return err
+		}
+		defer C.free(unsafe.Pointer(cplatform))
+
+		var cerr *C.oci_cache_error
+		result := C.oci_cache_fetch_options_set_string(
+			options, C.OCI_CACHE_OPTION_PLATFORM, cplatform, &cerr)
+		if err := takeError(result, cerr); err != nil {
+			return err
+		}
+	}
+
+	if c.merged {
+		var cerr *C.oci_cache_error
+		result := C.oci_cache_fetch_options_set_uint(options, C.OCI_CACHE_OPTION_MERGED, 1, &cerr)
+		return takeError(result, cerr)
+	}
+	return nil
+}
+
 // Fetch fetches reference through the cache and returns where its layers are on disk. It
 // blocks until the image is complete, the fetch failed, or ctx is done; in the last case the
-// error matches both ErrCancelled and ctx.Err().
+// error matches both ErrCancelled and ctx.Err(). The image's directories are protected from
+// pruning until its Release.
 func (c *Cache) Fetch(ctx context.Context, reference string, opts ...FetchOption) (*Image, error) {
 	var config fetchConfig
 	for _, opt := range opts {
 		opt(&config)
 	}
-	if err := ctx.Err(); err != nil {
-		cancelled := &Error{Code: CodeCancelled, Message: "fetch of " + reference + " cancelled"}
-		return nil, cancelled.causedBy(err)
+	if err := notStarted(ctx, "fetch of "+reference); err != nil {
+		return nil, err
 	}
 
 	creference, err := cString("reference", reference)
@@ -218,19 +281,18 @@ func (c *Cache) Fetch(ctx context.Context, reference string, opts ...FetchOption
 
 	options := C.oci_cache_fetch_options_new()
 	defer C.oci_cache_fetch_options_free(options)
-	if config.platform != "" {
-		cplatform, err := cString("platform", config.platform)
+	if err := config.apply(options); err != nil {
+		return nil, err
+	}
+
+	// The library calls the progress callback only until the fetch returns: its handle may go
+	// then.
+	if config.progress != nil {
+		progress, err := progressCallback(options, config.progress)
 		if err != nil {
 			return nil, err
 		}
-		defer C.free(unsafe.Pointer(cplatform))
-
-		var cerr *C.oci_cache_error
-		result := C.oci_cache_fetch_options_set_string(
-			options, C.OCI_CACHE_OPTION_PLATFORM, cplatform, &cerr)
-		if err := takeError(result, cerr); err != nil {
-			return nil, err
-		}
+		defer progress.Delete()
 	}
 
 	var token *C.oci_cache_cancel
@@ -264,8 +326,18 @@ func (c *Cache) Fetch(ctx context.Context, reference string, opts ...FetchOption
 		}
 		return nil, err
 	}
-	defer C.oci_cache_image_free(image)
-	return copyImage(image), nil
+	return newImage(image), nil
+}
+
+// notStarted is the error of a call that ctx ended before it began, or nil; what names the
+// call.
+func notStarted(ctx context.Context, what string) error {
+	err := ctx.Err()
+	if err == nil {
+		return nil
+	}
+	cancelled := &Error{Code: CodeCancelled, Message: "oci-cache: " + what + " cancelled"}
+	return cancelled.causedBy(err)
 }
 
 // whileWatching runs call, which blocks in the library, and triggers token when ctx is done
@@ -329,6 +401,24 @@ type CacheStatus struct {
 	Layers int `json:"layers"`
 	// Images is the number of images recorded, by manifest digest.
 	Images int `json:"images"`
+	// Session counts the fetches of this Cache since it opened.
+	Session Counters `json:"session"`
+	// Total counts the fetches of every cache on this directory, this one included, since the
+	// directory was made. A cache adds its counts when it closes, and every minute or so while
+	// it fetches.
+	Total Counters `json:"total"`
+}
+
+// Counters count layers served from the cache and downloaded, and their blob bytes.
+type Counters struct {
+	// Hits is the number of layers served from the cache.
+	Hits uint64 `json:"hits"`
+	// Misses is the number of layers downloaded.
+	Misses uint64 `json:"misses"`
+	// BytesDownloaded is the blob bytes downloaded for the misses.
+	BytesDownloaded uint64 `json:"bytes_downloaded"`
+	// BytesSaved is the blob bytes the hits did not download.
+	BytesSaved uint64 `json:"bytes_saved"`
 }
 
 // Status reports what the cache holds of reference, without network. The reference must not
@@ -356,9 +446,8 @@ func (c *Cache) CacheStatus(ctx context.Context) (*CacheStatus, error) {
 // report asks the library for the status of reference (nil: of the whole cache) and decodes
 // its JSON into status.
 func (c *Cache) report(ctx context.Context, reference *string, status any) error {
-	if err := ctx.Err(); err != nil {
-		cancelled := &Error{Code: CodeCancelled, Message: "oci-cache: status cancelled"}
-		return cancelled.causedBy(err)
+	if err := notStarted(ctx, "status"); err != nil {
+		return err
 	}
 
 	var creference *C.char
@@ -383,11 +472,17 @@ func (c *Cache) report(ctx context.Context, reference *string, status any) error
 	if err := takeError(result, cerr); err != nil {
 		return err
 	}
+	return decodeReport(report, "status", status)
+}
+
+// decodeReport decodes the JSON of report into into, and frees report; what names the report
+// in an error.
+func decodeReport(report *C.oci_cache_report, what string, into any) error {
 	defer C.oci_cache_report_free(report)
 
 	text := C.GoString(C.oci_cache_report_json(report))
-	if err := json.Unmarshal([]byte(text), status); err != nil {
-		return fmt.Errorf("oci-cache: decoding the status report %q: %w", text, err)
+	if err := json.Unmarshal([]byte(text), into); err != nil {
+		return fmt.Errorf("oci-cache: decoding the %s report %q: %w", what, text, err)
 	}
 	return nil
 }

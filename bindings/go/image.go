@@ -3,6 +3,11 @@ package ocicache
 // #include "oci_cache.h"
 import "C"
 
+import (
+	"runtime"
+	"sync"
+)
+
 // Outcome says how an image or a layer was served.
 type Outcome string
 
@@ -19,6 +24,11 @@ const (
 )
 
 // Image is a fetched image: where each of its layers is on disk, and how it was served.
+//
+// An Image pins its layers: until Release, no prune (of this process or another, by
+// Cache.Prune or a WithMaxSize budget) removes its layer directories or its MergedPath. Call
+// Release when done with the files; an Image that is garbage collected unreleased is released
+// by a finalizer, but only whenever the collector gets to it.
 type Image struct {
 	// Reference is the normalised reference (`registry/repository:tag`).
 	Reference string
@@ -31,6 +41,52 @@ type Image struct {
 	Cache Outcome
 	// Layers are the image's layers, base first.
 	Layers []Layer
+	// MergedPath is the directory of the layers applied in order, whiteouts honoured, when
+	// the fetch asked for it with WithMerged; "" otherwise. Its files are hard links to the
+	// layers' read-only files.
+	MergedPath string
+
+	// pins holds the library's image, whose shared locks keep the layers from prunes; shared
+	// by copies of this Image.
+	pins *imagePins
+}
+
+// Release lets prunes remove the image's layers again, once no other Image uses them. The
+// fields stay readable, but the directories they name may go. Calling it again, or from
+// several goroutines at once, is harmless.
+func (i *Image) Release() {
+	if i.pins != nil {
+		i.pins.release()
+	}
+}
+
+// imagePins owns the library's image (and so its layers' pins) until release.
+type imagePins struct {
+	mu    sync.Mutex
+	image *C.oci_cache_image
+}
+
+// newImage copies image into Go values and keeps image for its pins, freed by Release or a
+// finalizer.
+func newImage(image *C.oci_cache_image) *Image {
+	copied := copyImage(image)
+
+	copied.pins = &imagePins{image: image}
+	runtime.SetFinalizer(copied.pins, (*imagePins).release)
+	return copied
+}
+
+// release frees the library's image, once.
+func (p *imagePins) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+
+	if p.image == nil {
+		return
+	}
+	C.oci_cache_image_free(p.image)
+	p.image = nil
+	runtime.SetFinalizer(p, nil)
 }
 
 // Layer is one extracted layer of an Image.
@@ -47,7 +103,7 @@ type Layer struct {
 	Cache Outcome
 }
 
-// copyImage copies everything of image into Go values; the caller still frees image.
+// copyImage copies everything of image into Go values.
 func copyImage(image *C.oci_cache_image) *Image {
 	count := int(C.oci_cache_image_layer_count(image))
 	copied := &Image{
@@ -56,6 +112,7 @@ func copyImage(image *C.oci_cache_image) *Image {
 		Platform:       C.GoString(C.oci_cache_image_platform(image)),
 		Cache:          outcome(C.oci_cache_image_cache_outcome(image)),
 		Layers:         make([]Layer, count),
+		MergedPath:     C.GoString(C.oci_cache_image_merged_path(image)),
 	}
 
 	for i := range copied.Layers {

@@ -68,26 +68,27 @@ func slogLevel(level C.uint32_t) slog.Level {
 //
 //export ocicacheDeliverLog
 func ocicacheDeliverLog(handle C.uintptr_t, level C.uint32_t, target, message, fields *C.char) {
-	sink, ok := lookupSink(uintptr(handle))
+	sink, ok := handleValue[*logSink](uintptr(handle))
 	if !ok {
 		return
 	}
 	sink.deliver(slogLevel(level), C.GoString(target), C.GoString(message), C.GoString(fields))
 }
 
-// lookupSink resolves a handle that may have been deleted. The header does not say when a
-// callback stops being called; this library calls none after oci_cache_close returned (it
-// runs callbacks under the lock that closing takes), but should an event still arrive for a
+// handleValue resolves a callback's handle that may have been deleted. This library calls no
+// log callback after oci_cache_close returned (it runs them under the lock that closing takes)
+// and no progress callback after the fetch returned, but should a call still arrive for a
 // deleted handle, cgo.Handle.Value would panic on a library thread and end the process: the
-// event is dropped instead.
-func lookupSink(handle uintptr) (sink *logSink, ok bool) {
+// call is dropped instead.
+func handleValue[T any](handle uintptr) (value T, ok bool) {
 	defer func() {
 		if recover() != nil {
-			sink, ok = nil, false
+			var none T
+			value, ok = none, false
 		}
 	}()
-	sink, ok = cgo.Handle(handle).Value().(*logSink)
-	return sink, ok
+	value, ok = cgo.Handle(handle).Value().(T)
+	return value, ok
 }
 
 // deliver turns one event into a slog record: the message, `target`, and the event's fields
