@@ -5,9 +5,9 @@ Python bindings of the `liboci_cache.so` C library (standard library only, throu
     from oci_cache import Cache
 
     with Cache("/var/cache/steps") as cache:
-        image = cache.fetch("registry.example/steps/hello:1.0.0")
-        for layer in image.layers:
-            print(layer.digest, layer.cache, layer.path)
+        with cache.fetch("registry.example/steps/hello:1.0.0") as image:
+            for layer in image.layers:
+                print(layer.digest, layer.cache, layer.path)
 
 See `oci_cache._lib` for where the library is looked up.
 """
@@ -34,7 +34,17 @@ from .errors import (
     UnsafeLayerError,
     UnsupportedError,
 )
-from .results import CacheStatus, Image, ImageStatus, Layer, LayerStatus, Outcome
+from .results import (
+    CacheStatus,
+    Counters,
+    Image,
+    ImageStatus,
+    Layer,
+    LayerStatus,
+    Outcome,
+    Progress,
+    PruneReport,
+)
 
 __version__ = "0.1.0"
 
@@ -47,6 +57,7 @@ __all__ = [
     "CancelToken",
     "CancelledError",
     "ClosedError",
+    "Counters",
     "Image",
     "ImageStatus",
     "IntegrityError",
@@ -62,6 +73,8 @@ __all__ = [
     "NotFoundError",
     "OciCacheError",
     "Outcome",
+    "Progress",
+    "PruneReport",
     "RegistryError",
     "UnauthorizedError",
     "UnsafeLayerError",

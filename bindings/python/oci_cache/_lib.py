@@ -40,6 +40,9 @@ OPTION_AUTH_FILE = 5
 OPTION_CA_FILE = 6
 OPTION_MIRROR = 7
 OPTION_DOCKER_CONFIG = 8
+OPTION_OFFLINE = 9
+OPTION_MERGED = 10
+OPTION_MAX_SIZE_BYTES = 11
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 # bindings/python/oci_cache/_lib.py -> the repository root, when this is a source checkout.
@@ -137,6 +140,9 @@ ReportPtr = POINTER(ReportHandle)
 #: `oci_cache_log_callback`: (userdata, level, target, message, fields).
 LogCallback = ctypes.CFUNCTYPE(None, c_void_p, c_uint32, c_char_p, c_char_p, c_char_p)
 
+#: `oci_cache_progress_callback`: (userdata, digest, done, total).
+ProgressCallback = ctypes.CFUNCTYPE(None, c_void_p, c_char_p, c_uint64, c_uint64)
+
 _ERROR_OUT = POINTER(ErrorPtr)
 
 # name -> (restype, argtypes), in the header's order.
@@ -154,12 +160,17 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         [CachePtr, c_char_p, FetchOptionsPtr, POINTER(ImagePtr), _ERROR_OUT],
     ),
     "oci_cache_status": (c_uint32, [CachePtr, c_char_p, POINTER(ReportPtr), _ERROR_OUT]),
+    "oci_cache_prune": (
+        c_uint32,
+        [CachePtr, c_uint64, c_uint64, c_bool, POINTER(ReportPtr), _ERROR_OUT],
+    ),
     "oci_cache_report_is_cached": (c_bool, [ReportPtr]),
     "oci_cache_report_json": (c_char_p, [ReportPtr]),
     "oci_cache_report_free": (None, [ReportPtr]),
     "oci_cache_image_reference": (c_char_p, [ImagePtr]),
     "oci_cache_image_manifest_digest": (c_char_p, [ImagePtr]),
     "oci_cache_image_platform": (c_char_p, [ImagePtr]),
+    "oci_cache_image_merged_path": (c_char_p, [ImagePtr]),
     "oci_cache_image_cache_outcome": (c_uint32, [ImagePtr]),
     "oci_cache_image_layer_count": (c_size_t, [ImagePtr]),
     "oci_cache_image_layer_digest": (c_char_p, [ImagePtr, c_size_t]),
@@ -190,6 +201,14 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "oci_cache_fetch_options_set_string": (
         c_uint32,
         [FetchOptionsPtr, c_uint32, c_char_p, _ERROR_OUT],
+    ),
+    "oci_cache_fetch_options_set_uint": (
+        c_uint32,
+        [FetchOptionsPtr, c_uint32, c_uint64, _ERROR_OUT],
+    ),
+    "oci_cache_fetch_options_set_progress": (
+        c_uint32,
+        [FetchOptionsPtr, ProgressCallback, c_void_p, _ERROR_OUT],
     ),
     "oci_cache_fetch_options_set_cancel": (c_uint32, [FetchOptionsPtr, CancelPtr, _ERROR_OUT]),
     "oci_cache_cancel_new": (CancelPtr, []),

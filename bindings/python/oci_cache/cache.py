@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import datetime
+import functools
 import json
 import logging
+import math
 import os
 import threading
 import weakref
@@ -12,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Optional, Union, overload
+from typing import Any, Callable, Optional, TypeVar, Union, overload
 
 from . import _logging
 from ._lib import (
@@ -21,10 +25,14 @@ from ._lib import (
     OPTION_DOCKER_CONFIG,
     OPTION_INSECURE_REGISTRY,
     OPTION_MAX_CONCURRENT_LAYERS,
+    OPTION_MAX_SIZE_BYTES,
+    OPTION_MERGED,
     OPTION_MIRROR,
+    OPTION_OFFLINE,
     OPTION_PLATFORM,
     CachePtr,
     ImagePtr,
+    ProgressCallback,
     ReportPtr,
     call,
     encode,
@@ -33,7 +41,18 @@ from ._lib import (
     text,
 )
 from .errors import ClosedError, InvalidArgumentError
-from .results import CacheStatus, Image, ImageStatus, Layer, LayerStatus, Outcome
+from .results import (
+    CacheStatus,
+    Counters,
+    Image,
+    ImagePins,
+    ImageStatus,
+    Layer,
+    LayerStatus,
+    Outcome,
+    Progress,
+    PruneReport,
+)
 
 # oci_cache_outcome -> the name Image.cache and Layer.cache use.
 _OUTCOMES = {0: "hit", 1: "miss", 2: "mutable", 3: "disabled"}
@@ -44,6 +63,8 @@ _CLOSED_MESSAGE = "the cache handle is closed"
 _EXIT_WAIT_SECONDS = 5.0
 
 _PathLike = Union[str, os.PathLike[str]]
+
+_Fields = TypeVar("_Fields")
 
 
 class CancelToken:
@@ -173,6 +194,12 @@ class Cache:
     `mirrors` maps a registry to the URLs of its mirrors, tried in order before it (one that
     fails is skipped); a URL ending with `,digest-only` is never asked to resolve a tag.
 
+    With `offline=True` no request is sent at all: a cached image is served (one under a mutable
+    tag such as `latest` from the digest the tag last resolved to, with a warning logged) and
+    anything else raises `NotCachedError`. `max_size` is a budget of bytes for the cached
+    layers: after a fetch that downloaded something, the least recently used layers that no
+    fetch or unreleased `Image` (of any process) uses are pruned until the layers fit.
+
     The library's log events go to `logger` (default: the `oci_cache` logger) at the levels
     that logger enables when the cache opens; each record carries `oci_cache_target` (the Rust
     module) and `oci_cache_fields` (the event's fields, a dict).
@@ -196,6 +223,8 @@ class Cache:
         ca_files: Sequence[_PathLike] = (),
         mirrors: Optional[Mapping[str, Sequence[str]]] = None,
         docker_config: bool = True,
+        offline: bool = False,
+        max_size: Optional[int] = None,
     ) -> None:
         if isinstance(insecure_registries, (str, bytes)):
             raise TypeError("insecure_registries is a list of host[:port], not one string")
@@ -224,6 +253,11 @@ class Cache:
             _set_mirrors(options, mirrors or {})
             if not docker_config:
                 call(lib.oci_cache_options_set_uint, options, OPTION_DOCKER_CONFIG, 0)
+            if offline:
+                call(lib.oci_cache_options_set_uint, options, OPTION_OFFLINE, 1)
+            if max_size is not None:
+                budget = _unsigned(max_size, "max_size")
+                call(lib.oci_cache_options_set_uint, options, OPTION_MAX_SIZE_BYTES, budget)
 
             level = _logging.library_level(logger)
             userdata = ctypes.c_void_p(log_registration)
@@ -243,6 +277,7 @@ class Cache:
             lib.oci_cache_options_free(options)
 
         self._dir = Path(os.fspath(dir))
+        self._logger = logger
         self._handle = _OpenHandle(pointer, log_registration)
         self._finalizer = weakref.finalize(self, self._handle.finalize)
 
@@ -285,32 +320,41 @@ class Cache:
         platform: Optional[str] = None,
         *,
         cancel: Optional[CancelToken] = None,
+        merged: bool = False,
+        progress: Optional[Callable[[Progress], None]] = None,
     ) -> Image:
         """Fetch `reference` through the cache and return where its layers are extracted.
 
         A full version tag (`1.2.3`) or a digest is served from the cache with no request once
         cached; another tag (`latest`, `1.2`) costs one manifest request. `platform` overrides
         the cache's platform for this fetch. `cancel` lets another thread stop the fetch
-        (`CancelledError`). Blocks the calling thread (other Python threads keep running);
-        raises an `OciCacheError` subclass on failure.
+        (`CancelledError`). `merged=True` also builds `Image.merged_path`. Blocks the calling
+        thread (other Python threads keep running); raises an `OciCacheError` subclass on
+        failure. The image pins its layers until `Image.release()`.
+
+        `progress` is called with a `Progress` for each layer: once for a cached layer
+        (`done == total`), and for a download at its start, at most once per MiB and at its
+        end. It runs on the library's threads, for several layers at once: it must be quick,
+        thread-safe, and must not use this cache. An exception it raises is logged to the
+        cache's logger and goes no further; it is not called after `fetch` returned.
         """
         reference_bytes = encode(reference, "reference")
+        # A token of our own when the caller gave none: closing at exit cancels through it.
+        if cancel is None:
+            cancel = CancelToken()
+        # Referenced until this call returns: the library calls it until the fetch returned.
+        callback = None if progress is None else _progress_callback(progress, self._logger)
         options = new(lib.oci_cache_fetch_options_new)
         image = ImagePtr()
         try:
-            if platform is not None:
-                value = encode(platform, "platform")
-                call(lib.oci_cache_fetch_options_set_string, options, OPTION_PLATFORM, value)
-            # A token of our own when the caller gave none: closing at exit cancels through it.
-            if cancel is None:
-                cancel = CancelToken()
-            call(lib.oci_cache_fetch_options_set_cancel, options, cancel._pointer)
-
+            _set_fetch_options(options, platform, merged, callback, cancel)
             with self._handle.use(cancel) as cache:
                 call(lib.oci_cache_fetch, cache, reference_bytes, options, ctypes.byref(image))
             return _read_image(image)
-        finally:
+        except BaseException:
             lib.oci_cache_image_free(image)
+            raise
+        finally:
             lib.oci_cache_fetch_options_free(options)
 
     @overload
@@ -323,13 +367,7 @@ class Cache:
         """What the cache holds, without network: of `reference` (an `ImageStatus`), or of the
         whole cache when `reference` is None (a `CacheStatus`)."""
         reference_bytes = None if reference is None else encode(reference, "reference")
-        report = ReportPtr()
-        try:
-            with self._handle.use() as cache:
-                call(lib.oci_cache_status, cache, reference_bytes, ctypes.byref(report))
-            fields = json.loads(text(lib.oci_cache_report_json(report)))
-        finally:
-            lib.oci_cache_report_free(report)
+        fields = self._report(lib.oci_cache_status, reference_bytes)
 
         if reference is None:
             return CacheStatus(
@@ -338,6 +376,8 @@ class Cache:
                 size_bytes=fields["size_bytes"],
                 layers=fields["layers"],
                 images=fields["images"],
+                session=_from_fields(Counters, fields["session"]),
+                total=_from_fields(Counters, fields["total"]),
             )
         return ImageStatus(
             reference=fields["reference"],
@@ -350,6 +390,38 @@ class Cache:
                 for layer in fields["layers"]
             ),
         )
+
+    def prune(
+        self,
+        max_size: Optional[int] = None,
+        unused_for: Union[float, datetime.timedelta, None] = None,
+        all: bool = False,
+    ) -> PruneReport:
+        """Remove cached layers, least recently used first, with the image records and merged
+        directories that needed them, and report what was done.
+
+        `max_size` removes layers until the layers fit in that many bytes; `unused_for`
+        (seconds, or a `timedelta`; rounded up to whole seconds) removes the layers unused for
+        longer than that (a layer's last use is recorded at most hourly); `all` removes every
+        layer. At least one must ask for something (`InvalidArgumentError`). A layer that a
+        running fetch or an unreleased `Image` of any process uses is never removed: it is
+        counted in `PruneReport.in_use`.
+        """
+        size = 0 if max_size is None else _unsigned(max_size, "max_size")
+        seconds = _whole_seconds(unused_for, "unused_for")
+        fields = self._report(lib.oci_cache_prune, size, seconds, bool(all))
+        return _from_fields(PruneReport, fields)
+
+    def _report(self, function: Callable[..., int], *args: Any) -> Any:
+        """Call `function(cache, *args, &report, &error)` and return the JSON of the report it
+        made, which is freed."""
+        report = ReportPtr()
+        try:
+            with self._handle.use() as cache:
+                call(function, cache, *args, ctypes.byref(report))
+            return json.loads(text(lib.oci_cache_report_json(report)))
+        finally:
+            lib.oci_cache_report_free(report)
 
 
 def _set_string(options: Any, option: int, value: Any, name: str) -> None:
@@ -402,8 +474,38 @@ def _set_mirrors(options: Any, mirrors: Mapping[str, Sequence[str]]) -> None:
             call(lib.oci_cache_options_set_string, options, OPTION_MIRROR, spec)
 
 
+def _set_fetch_options(
+    options: Any, platform: Optional[str], merged: bool, callback: Any, cancel: CancelToken
+) -> None:
+    """Set the options of one fetch; `callback` is a `ProgressCallback` or None."""
+    if platform is not None:
+        value = encode(platform, "platform")
+        call(lib.oci_cache_fetch_options_set_string, options, OPTION_PLATFORM, value)
+    if merged:
+        call(lib.oci_cache_fetch_options_set_uint, options, OPTION_MERGED, 1)
+    if callback is not None:
+        call(lib.oci_cache_fetch_options_set_progress, options, callback, None)
+    call(lib.oci_cache_fetch_options_set_cancel, options, cancel._pointer)
+
+
+def _progress_callback(progress: Callable[[Progress], None], logger: logging.Logger) -> Any:
+    """`progress` as a C progress callback. It runs on the library's threads, where an
+    exception cannot reach the fetch: one that `progress` raises is logged to `logger`."""
+
+    def deliver(_userdata: Optional[int], digest: Optional[bytes], done: int, total: int) -> None:
+        layer = text(digest)
+        try:
+            progress(Progress(digest=layer, done=done, total=total))
+        except BaseException:  # noqa: BLE001 - nothing may propagate into C
+            logger.exception(
+                "progress callback raised", extra={"oci_cache_fields": {"digest": layer}}
+            )
+
+    return ProgressCallback(deliver)
+
+
 def _read_image(image: Any) -> Image:
-    """Copy a fetched image out of its handle (which the caller frees)."""
+    """Copy a fetched image out of its handle, which the image then owns for its pins."""
     layers = tuple(
         Layer(
             digest=text(lib.oci_cache_image_layer_digest(image, index)),
@@ -417,6 +519,7 @@ def _read_image(image: Any) -> Image:
 
     # The C ABI has no accessor for the uncached root; the JSON form carries it.
     uncached_root = json.loads(text(lib.oci_cache_image_json(image))).get("uncached_root")
+    merged_path = lib.oci_cache_image_merged_path(image)
     return Image(
         reference=text(lib.oci_cache_image_reference(image)),
         manifest_digest=text(lib.oci_cache_image_manifest_digest(image)),
@@ -424,12 +527,37 @@ def _read_image(image: Any) -> Image:
         cache=_outcome(lib.oci_cache_image_cache_outcome(image)),
         layers=layers,
         uncached_root=None if uncached_root is None else Path(uncached_root),
+        merged_path=None if merged_path is None else Path(text(merged_path)),
+        _pins=ImagePins(functools.partial(lib.oci_cache_image_free, image)),
     )
+
+
+def _from_fields(kind: type[_Fields], fields: Mapping[str, Any]) -> _Fields:
+    """The dataclass `kind` made of the entries of `fields` it has; a newer library may send
+    more."""
+    names = (field.name for field in dataclasses.fields(kind))  # type: ignore[arg-type]
+    return kind(**{name: fields[name] for name in names})
 
 
 def _outcome(code: int) -> Outcome:
     # A newer library may append outcomes; show them rather than fail the fetch.
     return _OUTCOMES.get(code, f"unknown({code})")  # type: ignore[return-value]
+
+
+def _whole_seconds(duration: Union[float, datetime.timedelta, None], name: str) -> int:
+    """`duration` (seconds or a `timedelta`; None for 0) in whole seconds, rounded up so that a
+    fraction of a second is not taken for no limit."""
+    if duration is None:
+        return 0
+    if isinstance(duration, datetime.timedelta):
+        duration = duration.total_seconds()
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+        raise InvalidArgumentError(
+            f"invalid argument {name}: expected seconds or a timedelta, got {type(duration)}"
+        )
+    if not math.isfinite(duration):
+        raise InvalidArgumentError(f"invalid argument {name}: {duration} is not finite")
+    return _unsigned(math.ceil(duration), name)
 
 
 def _unsigned(value: Any, name: str) -> int:
