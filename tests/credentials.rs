@@ -524,3 +524,66 @@ fn the_cli_takes_a_user_name_and_a_password_on_stdin() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_identity_token_is_exchanged_at_the_token_server() {
+    // A Docker config's `identitytoken` is an OAuth2 refresh token: the client POSTs it to the
+    // realm. The test token server takes a user's password as that user's refresh token.
+    let registry = TokenRegistry::start(300, 300);
+    registry
+        .plain
+        .push_image("private/app", Some("1.0.0"), &[layer(11)], None, false);
+    let reference = registry.reference("private/app", "1.0.0");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let entry =
+        serde_json::json!({"auths": {registry.secured.host(): {"identitytoken": "alice-pw"}}});
+    std::fs::write(&config, entry.to_string()).unwrap();
+    let options = CacheOptions {
+        auth_file: Some(config),
+        ..registry.options(None)
+    };
+
+    let image = fetch(&dir.path().join("cache"), options, &reference).unwrap();
+
+    assert_eq!(image.layers.len(), 1);
+    let asked = registry.tokens.requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].user.as_deref(), Some("alice"));
+    assert_eq!(asked[0].scope, "repository:private/app:pull");
+}
+
+#[test]
+fn the_default_docker_config_is_read_from_home() {
+    let registry = TlsRegistry::start(&[("ci", "s3cret")]);
+    registry
+        .plain
+        .push_image("team/app", Some("1.0.0"), &[layer(12)], None, false);
+    let reference = format!("{}/team/app:1.0.0", registry.host);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".docker")).unwrap();
+    std::fs::write(
+        home.path().join(".docker/config.json"),
+        auths_config(&registry.host, "ci", "s3cret"),
+    )
+    .unwrap();
+
+    let cache = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_oci-cache"))
+        .args(["fetch", "--cache-dir"])
+        .arg(cache.path())
+        .arg("--ca-file")
+        .arg(registry.ca.ca_certificate())
+        .arg(&reference)
+        .env("HOME", home.path())
+        .env_remove("DOCKER_AUTH_CONFIG")
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -311,7 +311,7 @@ fn answer(mut stream: TcpStream, signer: &Signer) -> Option<TokenRequest> {
     let mut reader = BufReader::new(stream.try_clone().ok()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).ok()?;
-    let mut authorization = None;
+    let (mut authorization, mut length) = (None, 0);
     loop {
         let mut line = String::new();
         reader.read_line(&mut line).ok()?;
@@ -322,14 +322,31 @@ fn answer(mut stream: TcpStream, signer: &Signer) -> Option<TokenRequest> {
         if let Some((name, value)) = line.split_once(':') {
             if name.eq_ignore_ascii_case("authorization") {
                 authorization = Some(value.trim().to_string());
+            } else if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
             }
         }
     }
+    let mut form = vec![0; length];
+    std::io::Read::read_exact(&mut reader, &mut form).ok()?;
+    let form = String::from_utf8_lossy(&form).into_owned();
 
+    // GET with the scope in the query and Basic credentials, or the OAuth2 POST of a refresh
+    // token (an `identitytoken`), which names the user whose password it equals.
     let target = request_line.split(' ').nth(1).unwrap_or_default();
-    let query = target.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let query = match request_line.starts_with("POST") {
+        true => form.as_str(),
+        false => target.split_once('?').map(|(_, q)| q).unwrap_or_default(),
+    };
     let scope = query_param(query, "scope").unwrap_or_default();
-    let user = authorization.as_deref().and_then(basic_user);
+    let refreshed = query_param(query, "refresh_token").and_then(|token| {
+        let user = signer
+            .users
+            .iter()
+            .find(|(_, (password, _))| *password == token)?;
+        Some((user.0.clone(), token))
+    });
+    let user = refreshed.or_else(|| authorization.as_deref().and_then(basic_user));
 
     let (status, body) = match &user {
         Some((name, password)) => match signer.users.get(name) {
