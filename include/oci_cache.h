@@ -269,6 +269,15 @@ oci_cache_result oci_cache_prune(const oci_cache *cache,
                                  oci_cache_report **report_out,
                                  oci_cache_error **error_out);
 
+// Resolve `reference` to the digest it points at now, for a lock file: one HEAD at the
+// registry (none for a reference pinned by digest), nothing downloaded. On success
+// `*report_out` holds a report the caller owns, whose JSON has `reference` (as given),
+// `pinned` (`registry/repository[:tag]@digest`) and `digest`.
+oci_cache_result oci_cache_resolve(const oci_cache *cache,
+                                   const char *reference,
+                                   oci_cache_report **report_out,
+                                   oci_cache_error **error_out);
+
 // For a reference's status: true when its manifest and every layer are cached. False for the
 // cache's status and for NULL.
 bool oci_cache_report_is_cached(const oci_cache_report *status);

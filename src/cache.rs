@@ -268,6 +268,17 @@ pub struct CacheStatus {
     pub total: Counters,
 }
 
+/// A reference and the digest it points at now.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Resolved {
+    /// The reference as given.
+    pub reference: String,
+    /// `registry/repository[:tag]@digest`, normalised: a line for a lock file.
+    pub pinned: String,
+    /// The digest.
+    pub digest: String,
+}
+
 /// Counters of cache use, by layer: served from the cache (a hit saves its blob's bytes) or
 /// downloaded (a miss).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -553,17 +564,29 @@ impl Cache {
 
     /// The digest `reference` points at now, for a lock file: one HEAD at the registry (none
     /// for a reference pinned by digest); nothing is downloaded or cached.
-    pub fn resolve(&self, reference: &str) -> Result<String> {
-        let reference = ImageReference::parse(reference)?;
-        if let Some(digest) = reference.digest() {
-            return Ok(digest.to_string());
-        }
-        let inner = Arc::clone(&self.inner);
-        runtime::block_on(
-            async move { inner.registries.resolve_digest(&reference).await },
-            None,
-            || unreachable!("resolve has no cancel token"),
-        )
+    pub fn resolve(&self, reference: &str) -> Result<Resolved> {
+        let parsed = ImageReference::parse(reference)?;
+        let name = match parsed.tag() {
+            Some(tag) => format!("{}:{tag}", parsed.name()),
+            None => parsed.name(),
+        };
+
+        let digest = match parsed.digest() {
+            Some(digest) => digest.to_string(),
+            None => {
+                let inner = Arc::clone(&self.inner);
+                runtime::block_on(
+                    async move { inner.registries.resolve_digest(&parsed).await },
+                    None,
+                    || unreachable!("resolve has no cancel token"),
+                )?
+            }
+        };
+        Ok(Resolved {
+            reference: reference.to_string(),
+            pinned: format!("{name}@{digest}"),
+            digest,
+        })
     }
 
     /// Remove layers as `options` say, never one that a fetch or a result of any process is

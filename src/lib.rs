@@ -34,7 +34,7 @@ pub mod store;
 
 pub use cache::{
     Cache, CacheOptions, CacheStatus, Counters, FetchOptions, Image, ImageOutcome, ImageStatus,
-    Layer, LayerOutcome, LayerStatus, LogTarget, Progress, ProgressSink, CACHE_ENV,
+    Layer, LayerOutcome, LayerStatus, LogTarget, Progress, ProgressSink, Resolved, CACHE_ENV,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use platform::Platform;

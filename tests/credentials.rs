@@ -489,20 +489,28 @@ fn the_cli_asks_a_credential_helper_for_the_registry_it_fetches_from() {
     )
     .unwrap();
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = helpers.path().join("config.json");
-    let helpers_config = serde_json::json!({"credHelpers": {&registry.host: "ocitest"}});
-    std::fs::write(&config, helpers_config.to_string()).unwrap();
     let path = format!(
         "{}:{}",
         helpers.path().display(),
         std::env::var("PATH").unwrap()
     );
 
-    let args = ["--auth-file", config.to_str().unwrap()];
-    let (ok, _, stderr) = cli_fetch(&registry, &reference, &args, &[("PATH", path)], "");
+    // The helper named for this registry, then the default store: both ask the same program.
+    for config_text in [
+        serde_json::json!({"credHelpers": {&registry.host: "ocitest"}}),
+        serde_json::json!({"credsStore": "ocitest"}),
+    ] {
+        let config = helpers.path().join("config.json");
+        std::fs::write(&config, config_text.to_string()).unwrap();
+        let _ = std::fs::remove_file(&asked);
 
-    assert!(ok, "{stderr}");
-    assert_eq!(std::fs::read_to_string(&asked).unwrap(), registry.host);
+        let args = ["--auth-file", config.to_str().unwrap()];
+        let env = [("PATH", path.clone())];
+        let (ok, _, stderr) = cli_fetch(&registry, &reference, &args, &env, "");
+
+        assert!(ok, "{config_text}: {stderr}");
+        assert_eq!(std::fs::read_to_string(&asked).unwrap(), registry.host);
+    }
 }
 
 #[test]

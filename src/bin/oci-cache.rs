@@ -300,28 +300,18 @@ fn resolve(args: ResolveArgs) -> Result<(), oci_cache::Error> {
     let options = args.registry.options(&first)?;
     let cache = Cache::open(cache_dir(&args.common), options)?;
 
-    let mut resolved = Vec::new();
-    for reference in &args.references {
-        let digest = cache.resolve(reference)?;
-        let parsed = ImageReference::parse(reference)?;
-        let name = match parsed.tag() {
-            Some(tag) => format!("{}:{tag}", parsed.name()),
-            None => parsed.name(),
-        };
-        resolved.push((reference.clone(), format!("{name}@{digest}"), digest));
-    }
+    let resolved: Vec<_> = args
+        .references
+        .iter()
+        .map(|reference| cache.resolve(reference))
+        .collect::<Result<_, _>>()?;
 
     if args.common.json {
-        let list: Vec<_> = resolved
-            .iter()
-            .map(|(reference, pinned, digest)| {
-                serde_json::json!({"reference": reference, "pinned": pinned, "digest": digest})
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(list));
+        let json = serde_json::to_value(&resolved).expect("resolved references serialise");
+        println!("{json}");
     } else {
-        for (_, pinned, _) in &resolved {
-            println!("{pinned}");
+        for line in &resolved {
+            println!("{}", line.pinned);
         }
     }
     Ok(())

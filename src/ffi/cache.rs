@@ -147,6 +147,35 @@ pub extern "C" fn oci_cache_prune(
     })
 }
 
+/// Resolve `reference` to the digest it points at now, for a lock file: one HEAD at the
+/// registry (none for a reference pinned by digest), nothing downloaded. On success
+/// `*report_out` holds a report the caller owns, whose JSON has `reference` (as given),
+/// `pinned` (`registry/repository[:tag]@digest`) and `digest`.
+#[no_mangle]
+pub extern "C" fn oci_cache_resolve(
+    cache: *const oci_cache,
+    reference: *const c_char,
+    report_out: *mut *mut oci_cache_report,
+    error_out: *mut *mut oci_cache_error,
+) -> ErrorCode {
+    guard(error_out, || {
+        check_out(report_out, "report_out")?;
+        let cache = &required(cache, "cache")?.cache;
+        let reference = required_str(reference, "reference")?;
+
+        let resolved = cache.resolve(reference)?;
+        let json = serde_json::to_string(&resolved).expect("a resolved reference serialises");
+        put(
+            report_out,
+            oci_cache_report {
+                cached: false,
+                json: super::c_string(json),
+            },
+        );
+        Ok(())
+    })
+}
+
 /// For a reference's status: true when its manifest and every layer are cached. False for the
 /// cache's status and for NULL.
 #[no_mangle]

@@ -394,6 +394,36 @@ static void progress_and_merged(void)
     fixture_remove_tree(dir);
 }
 
+static void resolve(const oci_cache *cache)
+{
+    oci_cache_report *report = NULL;
+    oci_cache_error *error = NULL;
+    char reference[512];
+    char pinned[600];
+
+    harness_section("resolve: a tag to its digest, as a pinned line");
+    fixture_reference(reference, sizeof reference, &sample, "latest");
+    snprintf(pinned, sizeof pinned, "\"pinned\":\"%s@sha256:", reference);
+    CHECK_OK(oci_cache_resolve(cache, reference, &report, &error), &error);
+    if (report != NULL) {
+        const char *json = oci_cache_report_json(report);
+        CHECK_MSG(contains(json, pinned), "resolve JSON: %s", json);
+        CHECK_MSG(contains(json, "\"digest\":\"sha256:"), "resolve JSON: %s", json);
+    }
+    oci_cache_report_free(report);
+    report = NULL;
+
+    harness_section("resolve: an unknown tag is NOT_FOUND, NULLs are refused");
+    fixture_reference(reference, sizeof reference, &sample, "9.9.9");
+    CHECK_RESULT(OCI_CACHE_RESULT_NOT_FOUND,
+                 oci_cache_resolve(cache, reference, &report, &error), &error);
+    CHECK(report == NULL);
+    CHECK_CODE(OCI_CACHE_RESULT_INVALID_ARGUMENT,
+               oci_cache_resolve(cache, NULL, &report, NULL));
+    CHECK_CODE(OCI_CACHE_RESULT_INVALID_ARGUMENT,
+               oci_cache_resolve(NULL, reference, &report, NULL));
+}
+
 static void defaults_and_platform_option(void)
 {
     char *dir = fixture_temp_dir("fetch-defaults");
@@ -485,6 +515,7 @@ int main(void)
     }
     status_of_cache(cache, dir);
     errors_from_the_registry(cache);
+    resolve(cache);
 
     oci_cache_image_free(mutable_tag);
     oci_cache_image_free(warm);

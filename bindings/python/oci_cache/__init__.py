@@ -44,6 +44,7 @@ from .results import (
     Outcome,
     Progress,
     PruneReport,
+    Resolved,
 )
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "Outcome",
     "Progress",
     "PruneReport",
+    "Resolved",
     "RegistryError",
     "UnauthorizedError",
     "UnsafeLayerError",

@@ -164,6 +164,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
         c_uint32,
         [CachePtr, c_uint64, c_uint64, c_bool, POINTER(ReportPtr), _ERROR_OUT],
     ),
+    "oci_cache_resolve": (c_uint32, [CachePtr, c_char_p, POINTER(ReportPtr), _ERROR_OUT]),
     "oci_cache_report_is_cached": (c_bool, [ReportPtr]),
     "oci_cache_report_json": (c_char_p, [ReportPtr]),
     "oci_cache_report_free": (None, [ReportPtr]),

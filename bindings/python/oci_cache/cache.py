@@ -52,6 +52,7 @@ from .results import (
     Outcome,
     Progress,
     PruneReport,
+    Resolved,
 )
 
 # oci_cache_outcome -> the name Image.cache and Layer.cache use.
@@ -411,6 +412,13 @@ class Cache:
         seconds = _whole_seconds(unused_for, "unused_for")
         fields = self._report(lib.oci_cache_prune, size, seconds, bool(all))
         return _from_fields(PruneReport, fields)
+
+    def resolve(self, reference: str) -> Resolved:
+        """The digest `reference` points at now, for a lock file: one HEAD request at the
+        registry (none for a reference pinned by digest); nothing is downloaded or cached.
+        `Resolved.pinned` is the line to record, and a reference `fetch` serves by digest."""
+        fields = self._report(lib.oci_cache_resolve, encode(reference, "reference"))
+        return _from_fields(Resolved, fields)
 
     def _report(self, function: Callable[..., int], *args: Any) -> Any:
         """Call `function(cache, *args, &report, &error)` and return the JSON of the report it

@@ -185,6 +185,18 @@ class PruneReport:
 
 
 @dataclass(frozen=True)
+class Resolved:
+    """A reference and the digest it points at now (see `Cache.resolve`)."""
+
+    #: The reference as given.
+    reference: str
+    #: ``registry/repository[:tag]@digest``, normalised: a line for a lock file.
+    pinned: str
+    #: The digest of the manifest or index the reference points at.
+    digest: str
+
+
+@dataclass(frozen=True)
 class Progress:
     """How far one layer of a fetch is (see `Cache.fetch`'s `progress`)."""
 
