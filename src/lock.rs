@@ -60,12 +60,7 @@ fn flight(path: &Path) -> Arc<Flight> {
 /// Take the lock file `path` if nobody holds it, without waiting: Some while it is held.
 /// Used to tell debris of dead processes from work in progress.
 pub fn try_lock_file(path: &Path) -> Option<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .ok()?;
+    let file = open_lock_file(path).ok()?;
 
     // SAFETY: flock on a descriptor this function owns; no memory is passed.
     let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -82,12 +77,7 @@ pub struct LayerPin {
 /// Pin the layer whose pin file is `path` if that can be done without waiting: None when a
 /// prune holds it (the caller then waits with [`pin_layer`] on a blocking thread).
 pub fn try_pin_layer(path: &Path) -> Result<Option<LayerPin>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("opening layer pin", path))?;
+    let file = open_lock_file(path).map_err(Error::io("opening layer pin", path))?;
 
     // SAFETY: flock on a descriptor this function owns; no memory is passed.
     let status = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
@@ -102,26 +92,19 @@ pub fn pin_layer(path: &Path) -> Result<LayerPin> {
     Ok(LayerPin { _file: file })
 }
 
-/// Open `path` and block until this process holds an exclusive `flock` on it (a short-lived
-/// lock, such as the one around the saved counters).
-pub fn lock_file_blocking(path: &Path) -> Result<File> {
-    lock_file(path)
-}
-
 /// Open `path` and block until this process holds an exclusive `flock` on it.
 fn lock_file(path: &Path) -> Result<File> {
     flock_blocking(path, libc::LOCK_EX, "locking layer")
 }
 
 /// Open (or create) `path` and block until this process holds a `flock` of kind `operation`
-/// (`LOCK_SH` or `LOCK_EX`) on it.
-fn flock_blocking(path: &Path, operation: libc::c_int, step: &'static str) -> Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(Error::io("opening lock file", path))?;
+/// (`LOCK_SH` or `LOCK_EX`) on it; `step` names the lock in an error.
+pub(crate) fn flock_blocking(
+    path: &Path,
+    operation: libc::c_int,
+    step: &'static str,
+) -> Result<File> {
+    let file = open_lock_file(path).map_err(Error::io("opening lock file", path))?;
 
     loop {
         // SAFETY: flock on a descriptor this function owns; no memory is passed.
@@ -134,6 +117,15 @@ fn flock_blocking(path: &Path, operation: libc::c_int, step: &'static str) -> Re
             return Err(Error::io(step, path)(error));
         }
     }
+}
+
+/// Open (or create, empty) the lock file `path` for `flock`.
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
 }
 
 #[cfg(test)]

@@ -228,9 +228,15 @@ impl Store {
 
     /// A new private directory in `staging/` for the layer `digest`, removed when dropped.
     pub fn staging_dir(&self, digest: &str) -> Result<tempfile::TempDir> {
+        self.new_staging_dir(&staging_prefix(digest))
+    }
+
+    /// A new directory in `staging/` whose name starts with `prefix` (which tells
+    /// `reclaim_debris` what it is), removed when dropped.
+    fn new_staging_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
         let staging = self.root.join("staging");
         tempfile::Builder::new()
-            .prefix(&staging_prefix(digest))
+            .prefix(prefix)
             .tempdir_in(&staging)
             .map_err(Error::io("creating staging directory", &staging))
     }
@@ -273,12 +279,8 @@ impl Store {
 
     /// A new private directory in `staging/` to build the merged directory of an image in.
     pub fn merged_staging_dir(&self, manifest_digest: &str) -> Result<tempfile::TempDir> {
-        let staging = self.root.join("staging");
         let hex = manifest_digest.trim_start_matches("sha256:");
-        tempfile::Builder::new()
-            .prefix(&format!("merged-{hex}-"))
-            .tempdir_in(&staging)
-            .map_err(Error::io("creating staging directory", &staging))
+        self.new_staging_dir(&format!("merged-{hex}-"))
     }
 
     /// Publish a merged directory by renaming it into place; when another fetch published it
@@ -386,14 +388,7 @@ impl Store {
     /// the directory whole or not at all.
     fn remove_dir_atomically(&self, path: &Path) -> Result<()> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let doomed = tempfile::Builder::new()
-            .prefix(&format!("removed-{name}-"))
-            .tempdir_in(self.root.join("staging"))
-            .map_err(Error::io(
-                "creating staging directory",
-                self.root.join("staging"),
-            ))?
-            .keep();
+        let doomed = self.new_staging_dir(&format!("removed-{name}-"))?.keep();
         fs::remove_dir(&doomed).map_err(Error::io("preparing removal", &doomed))?;
         fs::rename(path, &doomed).map_err(Error::io("removing", path))?;
         fs::remove_dir_all(&doomed).map_err(Error::io("deleting", &doomed))
@@ -419,7 +414,7 @@ impl Store {
     /// Add `counters` to the saved ones, under a lock that orders handles of every process.
     pub fn save_counters(&self, counters: &crate::cache::Counters) -> Result<()> {
         let lock_path = self.root.join("locks/stats");
-        let _lock = crate::lock::lock_file_blocking(&lock_path)?;
+        let _lock = crate::lock::flock_blocking(&lock_path, libc::LOCK_EX, "locking counters")?;
         let mut total = self.saved_counters();
         total.add(counters);
         let bytes = serde_json::to_vec(&total).expect("counters serialise");

@@ -23,6 +23,17 @@ pub struct oci_cache_report {
     json: std::ffi::CString,
 }
 
+impl oci_cache_report {
+    /// A report of `value` as JSON; `cached` answers `oci_cache_report_is_cached`.
+    fn of(cached: bool, value: &impl serde::Serialize) -> oci_cache_report {
+        let json = serde_json::to_string(value).expect("a report serialises");
+        oci_cache_report {
+            cached,
+            json: super::c_string(json),
+        }
+    }
+}
+
 /// Open the cache at `dir` (created if missing) with `options` (NULL: defaults). On success
 /// `*cache_out` holds a handle the caller owns. With `CI_STEPS_OCI_CACHE=false` the directory is
 /// not touched and every fetch downloads into a new directory that the caller owns.
@@ -90,15 +101,14 @@ pub extern "C" fn oci_cache_status(
         let cache = &required(cache, "cache")?.cache;
         let reference = optional_str(reference, "reference")?;
 
-        let (cached, json) = match reference {
+        let report = match reference {
             Some(reference) => {
                 let status = cache.image_status(reference)?;
-                (status.cached, serde_json::to_string(&status))
+                oci_cache_report::of(status.cached, &status)
             }
-            None => (false, serde_json::to_string(&cache.cache_status()?)),
+            None => oci_cache_report::of(false, &cache.cache_status()?),
         };
-        let json = super::c_string(json.expect("a status serialises"));
-        put(status_out, oci_cache_report { cached, json });
+        put(status_out, report);
         Ok(())
     })
 }
@@ -135,14 +145,7 @@ pub extern "C" fn oci_cache_prune(
         };
 
         let report = cache.prune(&options)?;
-        let json = serde_json::to_string(&report).expect("a report serialises");
-        put(
-            report_out,
-            oci_cache_report {
-                cached: false,
-                json: super::c_string(json),
-            },
-        );
+        put(report_out, oci_cache_report::of(false, &report));
         Ok(())
     })
 }
@@ -164,14 +167,7 @@ pub extern "C" fn oci_cache_resolve(
         let reference = required_str(reference, "reference")?;
 
         let resolved = cache.resolve(reference)?;
-        let json = serde_json::to_string(&resolved).expect("a resolved reference serialises");
-        put(
-            report_out,
-            oci_cache_report {
-                cached: false,
-                json: super::c_string(json),
-            },
-        );
+        put(report_out, oci_cache_report::of(false, &resolved));
         Ok(())
     })
 }
