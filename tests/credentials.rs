@@ -223,6 +223,11 @@ impl TokenRegistry {
         }
     }
 
+    /// A handle on `dir` with `credential` for this registry.
+    fn open(&self, dir: &Path, credential: Option<Credential>) -> Cache {
+        Cache::open(dir, self.options(credential)).unwrap()
+    }
+
     fn reference(&self, repository: &str, tag: &str) -> String {
         format!("{}/{repository}:{tag}", self.secured.host())
     }
@@ -241,11 +246,7 @@ fn token_auth_pulls_with_the_right_user_and_reuses_its_token() {
     );
     let reference = registry.reference("private/app", "latest");
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(
-        dir.path(),
-        registry.options(Some(basic("alice", "alice-pw"))),
-    )
-    .unwrap();
+    let cache = registry.open(dir.path(), Some(basic("alice", "alice-pw")));
 
     let image = cache.fetch(&reference, &FetchOptions::default()).unwrap();
     assert_layer(&image, &layer);
@@ -299,11 +300,7 @@ fn a_token_the_registry_refuses_is_renewed() {
         .push_image("private/app", Some("latest"), &[layer(5)], None, false);
     let reference = registry.reference("private/app", "latest");
     let dir = tempfile::tempdir().unwrap();
-    let cache = Cache::open(
-        dir.path(),
-        registry.options(Some(basic("alice", "alice-pw"))),
-    )
-    .unwrap();
+    let cache = registry.open(dir.path(), Some(basic("alice", "alice-pw")));
     cache.fetch(&reference, &FetchOptions::default()).unwrap();
     assert_eq!(registry.tokens.requests().len(), 1);
 
@@ -347,13 +344,9 @@ fn a_private_image_cached_by_an_authorised_caller_is_refused_to_others() {
     let dir = tempfile::tempdir().unwrap();
 
     // alice caches the private image; anyone caches the public one.
-    let alice = Cache::open(
-        dir.path(),
-        registry.options(Some(basic("alice", "alice-pw"))),
-    )
-    .unwrap();
+    let alice = registry.open(dir.path(), Some(basic("alice", "alice-pw")));
     alice.fetch(&private, &FetchOptions::default()).unwrap();
-    let anonymous = Cache::open(dir.path(), registry.options(None)).unwrap();
+    let anonymous = registry.open(dir.path(), None);
     anonymous.fetch(&public, &FetchOptions::default()).unwrap();
 
     // Another job on the same cache without access is refused, with no layer served.
@@ -362,7 +355,7 @@ fn a_private_image_cached_by_an_authorised_caller_is_refused_to_others() {
         .fetch(&private, &FetchOptions::default())
         .unwrap_err();
     assert_eq!(error.code(), ErrorCode::Unauthorized, "{error}");
-    let bob = Cache::open(dir.path(), registry.options(Some(basic("bob", "bob-pw")))).unwrap();
+    let bob = registry.open(dir.path(), Some(basic("bob", "bob-pw")));
     let error = bob.fetch(&private, &FetchOptions::default()).unwrap_err();
     assert_eq!(error.code(), ErrorCode::Unauthorized, "{error}");
     let checks: Vec<_> = registry.secured.requests()[before..].to_vec();
@@ -373,11 +366,7 @@ fn a_private_image_cached_by_an_authorised_caller_is_refused_to_others() {
 
     // alice, in a new handle (a new job), proves access with one HEAD and is served.
     let before = registry.secured.requests().len();
-    let alice_again = Cache::open(
-        dir.path(),
-        registry.options(Some(basic("alice", "alice-pw"))),
-    )
-    .unwrap();
+    let alice_again = registry.open(dir.path(), Some(basic("alice", "alice-pw")));
     let image = alice_again
         .fetch(&private, &FetchOptions::default())
         .unwrap();
